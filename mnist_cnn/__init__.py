@@ -1,0 +1,35 @@
+"""mnist-cnn: the seed's 9,032-parameter fully convolutional net for MNIST, trained fast."""
+
+from .checkpoint import load_checkpoint, load_model, save_checkpoint
+from .config import TrainConfig
+from .data import load_mnist
+from .errors import MnistCnnError
+from .model import MODELS, Net, build_model, count_parameters
+
+__all__ = [
+    "MODELS",
+    "MnistCnnError",
+    "Net",
+    "TrainConfig",
+    "build_model",
+    "count_parameters",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_mnist",
+    "load_model",
+    "save_checkpoint",
+    "train_epoch",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The training functions are imported on first use: importing mnist_cnn.train here would
+    # make `python -m mnist_cnn.train` warn that the module was imported twice.
+    if name in {"evaluate", "fit", "train_epoch"}:
+        from . import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,63 @@
+"""The configuration of one training run: plain, frozen data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from .errors import MnistCnnError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. The CLI builds it, `fit` takes it, checkpoints
+    store it (as a dict). Field `x_y` is the command-line flag `--x-y`."""
+
+    model: str = "seed"
+    epochs: int = 1
+    batch_size: int = 64
+    test_batch_size: int = 1000
+    lr: float = 0.03  # peak learning rate of the one-cycle schedule
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 1
+    device: str = "auto"  # auto: CUDA, then Apple MPS, else CPU
+    data_dir: str | None = None  # None: $MNIST_DATA_DIR, else ./data
+    precision: str = "fp32"  # or bf16 (autocast)
+    channels_last: bool = True
+    dry_run: bool = False  # one batch of training and of evaluation
+    log_interval: int = 10  # batches between progress-bar loss updates
+    save_model: bool = False
+    output_dir: str | None = None  # None: runs/<timestamp>
+
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("batch_size", 1), ("test_batch_size", 1)):
+            if getattr(self, name) < low:
+                raise MnistCnnError(f"{flag(name)} must be at least {low}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise MnistCnnError(f"--lr must be above 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise MnistCnnError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise MnistCnnError(f"--weight-decay must be at least 0, got {self.weight_decay}")
+        if self.log_interval < 1:
+            raise MnistCnnError(f"--log-interval must be at least 1, got {self.log_interval}")
+        if self.precision not in PRECISIONS:
+            raise MnistCnnError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    def to_dict(self) -> dict:
+        """Plain data for checkpoints and JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """The inverse of to_dict; unknown keys (from newer versions) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def flag(field_name: str) -> str:
+    """The command-line flag of a config field."""
+    return "--" + field_name.replace("_", "-")

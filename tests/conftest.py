@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny synthetic MNIST in torchvision's raw IDX layout, and the real data."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+RAW_NAMES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Point urllib at a closed local port, so that no test can download MNIST (fast, offline, the same
+# on a machine with a network). Subprocesses inherit it.
+NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array in the IDX format of the original MNIST files."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n noisy 28x28 images whose class is where a bright bar lies: easy, but must be learnt."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = rng.integers(0, 60, (n, 28, 28))
+    for image, label in zip(images, labels, strict=True):
+        row = 3 + 2 * label + rng.integers(0, 2)
+        image[row : row + 2, 4:24] = 255
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_mnist(root: Path, n_train: int = 512, n_test: int = 256) -> Path:
+    """Write synthetic MNIST under root/MNIST/raw/, as torchvision lays it out; returns root."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for train, n, seed in ((True, n_train, 0), (False, n_test, 1)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(raw / RAW_NAMES[train][0], images)
+        write_idx(raw / RAW_NAMES[train][1], labels)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    for name, value in NO_NETWORK.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> Path:
+    """A data folder holding small synthetic MNIST files (512 train, 256 test images)."""
+    return write_mnist(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture
+def real_mnist_dir() -> Path:
+    """The real MNIST data folder from $MNIST_DATA_DIR; skips when it is not there."""
+    value = os.environ.get("MNIST_DATA_DIR")
+    if not value:
+        pytest.skip("real MNIST not available: set MNIST_DATA_DIR to a folder holding MNIST/raw/")
+    root = Path(value)
+    missing = [n for pair in RAW_NAMES.values() for n in pair if not (root / "MNIST" / "raw" / n).is_file()]
+    if missing:
+        pytest.skip(f"real MNIST not available: {root}/MNIST/raw/ lacks {', '.join(missing)}")
+    return root

@@ -1,0 +1,85 @@
+"""The command line, end to end in a subprocess, as a user runs it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import NO_NETWORK, REPO
+
+
+def run(*args, env_extra=None, cwd=None):
+    env = {**os.environ, **NO_NETWORK, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_cnn.train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or REPO,
+        timeout=120,
+    )
+
+
+def test_dry_run_prints_the_summary_and_a_test_line(mnist_dir):
+    result = run("--dry-run", "--data-dir", str(mnist_dir))
+    assert result.returncode == 0, result.stderr
+    assert "Total params: 9,032" in result.stdout
+    assert "Test set: Average loss: " in result.stdout and "Accuracy: " in result.stdout
+
+
+def test_data_dir_from_the_environment_and_save_model(mnist_dir, tmp_path):
+    result = run(
+        "--epochs", "1", "--batch-size", "64", "--save-model", "--output-dir", str(tmp_path / "run"),
+        env_extra={"MNIST_DATA_DIR": str(mnist_dir)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "/256 (" in result.stdout  # the synthetic test split was read
+    assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_data_is_one_line_naming_the_folder(tmp_path):
+    result = run("--data-dir", str(tmp_path / "nowhere"), "--no-progress")
+    assert_one_line_error(result, str(tmp_path / "nowhere" / "MNIST" / "raw"), "t10k-labels-idx1-ubyte")
+
+
+def test_default_data_dir_is_data_in_the_working_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_DATA_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_cnn.train", "--dry-run"],
+        capture_output=True, text=True, cwd=tmp_path, env={**env, **NO_NETWORK}, timeout=120,
+    )  # fmt: skip
+    assert_one_line_error(result, os.path.join("data", "MNIST", "raw"))
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--epochs", "two"], "--epochs"),
+        (["--lr", "-1"], "--lr"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--model", "resnet"], "--model"),
+        (["--device", "toaster"], "--device"),
+        (["--frobnicate"], "--frobnicate"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(mnist_dir, args, needle):
+    assert_one_line_error(run(*args, "--data-dir", str(mnist_dir)), needle)
+
+
+def test_help_lists_the_pytorch_examples_flags():
+    result = run("--help")
+    assert result.returncode == 0
+    for flag in ("--batch-size", "--test-batch-size", "--epochs", "--lr", "--no-accel", "--dry-run",
+                 "--seed", "--log-interval", "--save-model", "--data-dir", "--device", "--momentum"):  # fmt: skip
+        assert flag in result.stdout

@@ -1,0 +1,124 @@
+import dataclasses
+
+import pytest
+import torch
+
+from mnist_cnn import MnistCnnError, Net, TrainConfig, evaluate, fit
+from mnist_cnn.train import format_test_line, parse_args, select_device
+
+from .conftest import RAW_NAMES
+
+
+def small_config(mnist_dir, **overrides) -> TrainConfig:
+    return TrainConfig(**{"data_dir": str(mnist_dir), "batch_size": 32, "lr": 0.05, "epochs": 2, **overrides})
+
+
+def without_times(history):
+    return [{k: v for k, v in m.items() if k != "train_seconds"} for m in history]
+
+
+def test_fit_learns_the_synthetic_digits(mnist_dir):
+    history = fit(small_config(mnist_dir, epochs=3))
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_accuracy"] > 0.5  # chance is 0.1
+    assert history[-1]["test_total"] == 256
+    assert history[-1]["lr"] < 0.05 / 100  # the one-cycle schedule has annealed
+
+
+def test_same_seed_same_run_on_cpu(mnist_dir):
+    first = fit(small_config(mnist_dir, device="cpu"))
+    second = fit(small_config(mnist_dir, device="cpu"))
+    other = fit(small_config(mnist_dir, device="cpu", seed=2))
+    assert without_times(first) == without_times(second)
+    assert without_times(first) != without_times(other)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_memory_layout_does_not_change_the_result_much(mnist_dir, channels_last):
+    history = fit(small_config(mnist_dir, channels_last=channels_last, device="cpu"))
+    reference = fit(small_config(mnist_dir, channels_last=True, device="cpu"))
+    assert history[-1]["test_loss"] == pytest.approx(reference[-1]["test_loss"], rel=1e-3)
+
+
+def test_dry_run_trains_and_evaluates_one_batch(mnist_dir):
+    history = fit(small_config(mnist_dir, dry_run=True, epochs=5, test_batch_size=100))
+    assert len(history) == 1 and history[0]["test_total"] == 100
+
+
+def test_evaluate_counts_correct_predictions():
+    images = torch.randn(50, 1, 28, 28)
+    net = Net().eval()
+    with torch.no_grad():
+        predictions = net(images).argmax(dim=1)
+    labels = predictions.clone()
+    labels[:10] = (labels[:10] + 1) % 10
+    loss, correct, total = evaluate(net, images, labels, batch_size=16)
+    assert (correct, total) == (40, 50) and loss > 0
+
+
+def test_format_matches_pytorch_examples():
+    metrics = {"test_loss": 0.04751, "test_correct": 9832, "test_total": 10000, "test_accuracy": 0.9832}
+    assert format_test_line(metrics) == "Test set: Average loss: 0.0475, Accuracy: 9832/10000 (98.32%)"
+
+
+@pytest.mark.parametrize(
+    "overrides, flag",
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"test_batch_size": -1}, "--test-batch-size"),
+        ({"lr": 0.0}, "--lr"),
+        ({"lr": float("nan")}, "--lr"),
+        ({"momentum": 1.0}, "--momentum"),
+        ({"precision": "fp8"}, "--precision"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_flag(overrides, flag):
+    with pytest.raises(MnistCnnError, match=flag):
+        TrainConfig(**overrides)
+
+
+def test_config_is_frozen_and_round_trips_through_a_dict():
+    config = TrainConfig(epochs=3, lr=0.1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 4
+    assert TrainConfig.from_dict({**config.to_dict(), "from_the_future": 1}) == config
+
+
+def test_flags_build_the_config():
+    config, args = parse_args(
+        [
+            "--batch-size",
+            "32",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.1",
+            "--no-accel",
+            "--no-channels-last",
+            "--seed",
+            "7",
+        ]
+    )
+    assert config == TrainConfig(batch_size=32, epochs=3, lr=0.1, device="cpu", channels_last=False, seed=7)
+    assert parse_args([])[0] == TrainConfig()
+
+
+def test_devices():
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(MnistCnnError, match="--device"):
+        select_device("toaster")
+    if not torch.cuda.is_available():
+        with pytest.raises(MnistCnnError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+def test_nan_loss_stops_the_run_with_advice(mnist_dir):
+    with pytest.raises(MnistCnnError, match="lower --lr"):
+        fit(small_config(mnist_dir, lr=1e20, epochs=1))
+
+
+def test_fit_reads_both_splits(mnist_dir):
+    assert set(p.name for p in (mnist_dir / "MNIST" / "raw").iterdir()) >= set(sum(RAW_NAMES.values(), ()))
