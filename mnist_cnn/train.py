@@ -188,8 +188,9 @@ def fit(
             log_interval=config.log_interval,
             progress=bar,
         )
-        seconds = time.perf_counter() - start
+        train_seconds = time.perf_counter() - start
         bar.close()
+        start = time.perf_counter()
         test_loss, correct, total = evaluate(
             model,
             test_images,
@@ -198,6 +199,7 @@ def fit(
             precision=config.precision,
             max_batches=max_batches,
         )
+        test_seconds = time.perf_counter() - start
         metrics = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -206,7 +208,8 @@ def fit(
             "test_total": total,
             "test_accuracy": correct / total,
             "lr": scheduler.get_last_lr()[0],
-            "train_seconds": seconds,
+            "train_seconds": train_seconds,
+            "test_seconds": test_seconds,
         }
         history.append(metrics)
         if not torch.isfinite(torch.tensor(train_loss)):
