@@ -24,6 +24,7 @@ class TrainConfig:
     data_dir: str | None = None  # None: $MNIST_DATA_DIR, else ./data
     precision: str = "fp32"  # or bf16 (autocast)
     channels_last: bool = True
+    threads: int | None = None  # CPU threads for torch; None: torch's default (one per core)
     dry_run: bool = False  # one batch of training and of evaluation
     log_interval: int = 10  # batches between progress-bar loss updates
     save_model: bool = False
@@ -39,6 +40,8 @@ class TrainConfig:
             raise MnistCnnError(f"--momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise MnistCnnError(f"--weight-decay must be at least 0, got {self.weight_decay}")
+        if self.threads is not None and self.threads < 1:
+            raise MnistCnnError(f"--threads must be at least 1, got {self.threads}")
         if self.log_interval < 1:
             raise MnistCnnError(f"--log-interval must be at least 1, got {self.log_interval}")
         if self.precision not in PRECISIONS:

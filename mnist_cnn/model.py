@@ -16,19 +16,20 @@ class Net(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # In-place ReLUs: one activation buffer less per layer, a few percent faster on CPU.
         self.features = nn.Sequential(
             nn.Conv2d(1, 8, kernel_size=3, bias=False),  # 26x26
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(8, 8, kernel_size=3, bias=False),  # 24x24
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),  # 12x12
             nn.Conv2d(8, 16, kernel_size=3, bias=False),  # 10x10
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(16, 16, kernel_size=3, bias=False),  # 8x8
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),  # 4x4
             nn.Conv2d(16, 32, kernel_size=3, bias=False),  # 2x2
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(32, 10, kernel_size=1, bias=False),  # 10 class maps, 2x2
             nn.AdaptiveAvgPool2d(1),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
@@ -152,7 +152,26 @@ def fit(
     on_epoch is called with each epoch's metrics as soon as they are known; progress shows a tqdm
     bar per epoch.
     """
+    with cpu_threads(config.threads):
+        return _fit(config, on_epoch, progress)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to threads (when given) for the duration."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress: bool) -> History:
     device = select_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = build_model(config.model).to(device)
@@ -335,6 +354,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         action=argparse.BooleanOptionalAction,
         default=d.channels_last,
         help="NHWC memory layout for the convolutions, faster on CPU (default: on)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        metavar="N",
+        help="CPU threads for torch (default: torch's, one per core)",
     )
     p.add_argument(
         "--dry-run", action="store_true", help="one batch of training and evaluation, to check the setup"

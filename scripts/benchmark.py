@@ -41,6 +41,7 @@ CONTENDERS: dict[str, tuple[str, dict]] = {
     "nchw": ("in-memory tensors, --no-channels-last", {"channels_last": False}),
     "bf16": ("defaults + --precision bf16", {"precision": "bf16"}),
     "batch128": ("defaults + --batch-size 128 --lr 0.05", {"batch_size": 128, "lr": 0.05}),
+    "threads1": ("defaults + --threads 1", {"threads": 1}),
 }
 
 

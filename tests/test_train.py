@@ -1,10 +1,11 @@
+import copy
 import dataclasses
 
 import pytest
 import torch
 
 from mnist_cnn import MnistCnnError, Net, TrainConfig, evaluate, fit
-from mnist_cnn.train import format_test_line, parse_args, select_device
+from mnist_cnn.train import autocast, cpu_threads, format_test_line, parse_args, select_device
 
 from .conftest import RAW_NAMES
 
@@ -34,11 +35,49 @@ def test_same_seed_same_run_on_cpu(mnist_dir):
     assert without_times(first) != without_times(other)
 
 
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_memory_layout_does_not_change_the_result_much(mnist_dir, channels_last):
-    history = fit(small_config(mnist_dir, channels_last=channels_last, device="cpu"))
-    reference = fit(small_config(mnist_dir, channels_last=True, device="cpu"))
-    assert history[-1]["test_loss"] == pytest.approx(reference[-1]["test_loss"], rel=1e-3)
+# Each speed option of TrainConfig, and how far from the fp32 defaults its results may be.
+SPEED_OPTIONS = {
+    "nchw": ({"channels_last": False}, 1e-3),
+    "threads1": ({"threads": 1}, 1e-3),
+    "bf16": ({"precision": "bf16"}, 0.1),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_history(mnist_dir):
+    return fit(small_config(mnist_dir, device="cpu"))
+
+
+@pytest.mark.parametrize("option", SPEED_OPTIONS)
+def test_speed_options_train_and_stay_close_to_fp32(mnist_dir, reference_history, option):
+    changes, tolerance = SPEED_OPTIONS[option]
+    threads = torch.get_num_threads()
+    history = fit(small_config(mnist_dir, device="cpu", **changes))
+    assert torch.get_num_threads() == threads  # --threads does not leak out of fit
+    assert history[-1]["test_accuracy"] > 0.5
+    assert history[-1]["test_loss"] == pytest.approx(
+        reference_history[-1]["test_loss"], rel=tolerance, abs=0.01
+    )
+    assert abs(history[-1]["test_accuracy"] - reference_history[-1]["test_accuracy"]) <= max(tolerance, 0.01)
+
+
+@pytest.mark.parametrize("option", SPEED_OPTIONS)
+def test_speed_options_give_the_same_outputs_for_the_same_weights(option):
+    changes, tolerance = SPEED_OPTIONS[option]
+    torch.manual_seed(0)
+    net, images = Net().eval(), torch.randn(32, 1, 28, 28)
+    expected = evaluate_outputs(net, images, TrainConfig())
+    actual = evaluate_outputs(net, images, TrainConfig(**changes))
+    assert torch.allclose(actual.exp(), expected.exp(), atol=tolerance / 10)
+
+
+def evaluate_outputs(net, images, config):
+    """Probabilities of net on images under config's precision and layout."""
+    if config.channels_last:
+        net = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    with cpu_threads(config.threads), torch.no_grad(), autocast(torch.device("cpu"), config.precision):
+        return net(images).float()
 
 
 def test_dry_run_trains_and_evaluates_one_batch(mnist_dir):
