@@ -53,7 +53,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> n
     name = checkpoint.get("model", "seed")
     if name not in MODELS:
         raise MnistCnnError(f"{path} holds an unknown model {name!r}")
-    model = build_model(name)
+    model = build_model(name, **checkpoint.get("model_args", {}))
     try:
         model.load_state_dict(checkpoint["model_state"])
     except (RuntimeError, TypeError, AttributeError) as error:

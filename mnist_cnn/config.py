@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from .errors import MnistCnnError
 
@@ -13,12 +14,16 @@ class TrainConfig:
     store it (as a dict). Field `x_y` is the command-line flag `--x-y`."""
 
     model: str = "seed"
+    model_args: dict[str, Any] = field(default_factory=dict)  # the net's constructor arguments
     epochs: int = 1
     batch_size: int = 64
     test_batch_size: int = 1000
     lr: float = 0.03  # peak learning rate of the one-cycle schedule
+    schedule: str = "onecycle"  # or "restarts": see train.build_optimizer
+    warmup: float = 0.2  # onecycle: fraction of the run spent raising the learning rate to its peak
     momentum: float = 0.9
     weight_decay: float = 0.0
+    augment: bool = False  # random rotation, shift and scale of every training image
     seed: int = 1
     device: str = "auto"  # auto: CUDA, then Apple MPS, else CPU
     data_dir: str | None = None  # None: $MNIST_DATA_DIR, else ./data
@@ -36,6 +41,8 @@ class TrainConfig:
                 raise MnistCnnError(f"{flag(name)} must be at least {low}, got {getattr(self, name)}")
         if not self.lr > 0:
             raise MnistCnnError(f"--lr must be above 0, got {self.lr}")
+        if not 0 < self.warmup < 1:
+            raise MnistCnnError(f"--warmup must be between 0 and 1, got {self.warmup}")
         if not 0 <= self.momentum < 1:
             raise MnistCnnError(f"--momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
@@ -44,6 +51,8 @@ class TrainConfig:
             raise MnistCnnError(f"--threads must be at least 1, got {self.threads}")
         if self.log_interval < 1:
             raise MnistCnnError(f"--log-interval must be at least 1, got {self.log_interval}")
+        if self.schedule not in SCHEDULES:
+            raise MnistCnnError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise MnistCnnError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -59,6 +68,20 @@ class TrainConfig:
 
 
 PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("onecycle", "restarts")
+
+# Each model's default training recipe: what differs from TrainConfig's defaults (the seed's).
+RECIPES: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "improved": {"epochs": 15, "schedule": "restarts", "lr": 0.1, "weight_decay": 5e-4, "augment": True},
+}
+
+
+def default_config(model: str = "seed", **overrides: Any) -> TrainConfig:
+    """TrainConfig with model's recipe, then overrides on top."""
+    if model not in RECIPES:
+        raise MnistCnnError(f"--model must be one of {', '.join(RECIPES)}, got {model!r}")
+    return TrainConfig(model=model, **{**RECIPES[model], **overrides})
 
 
 def flag(field_name: str) -> str:

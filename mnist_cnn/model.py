@@ -7,6 +7,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def he_init(features: nn.Sequential) -> None:
+    """He-initialize the convolutions that feed a ReLU; the 1x1 classifier keeps the default.
+
+    Without BatchNorm, PyTorch's default init shrinks the signal at every layer, and one epoch
+    of SGD often fails to wake the seed's net up (seeds stuck at 9.8%).
+    """
+    convs = [m for m in features if isinstance(m, nn.Conv2d)]
+    for conv in convs[:-1]:
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+
+
 class Net(nn.Module):
     """The seed's fully convolutional net: six bias-free convolutions, 9,032 parameters.
 
@@ -33,25 +44,62 @@ class Net(nn.Module):
             nn.Conv2d(32, 10, kernel_size=1, bias=False),  # 10 class maps, 2x2
             nn.AdaptiveAvgPool2d(1),
         )
-        # Without BatchNorm, PyTorch's default init shrinks the signal at every layer and one
-        # epoch of SGD often fails to wake the net up; He init keeps the ReLU layers' variance.
-        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
-        for conv in convs[:-1]:  # those followed by ReLU; the 1x1 classifier keeps the default
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        he_init(self.features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (N, 1, H, W) with H, W >= 28 -> log-probabilities (N, 10)."""
         return F.log_softmax(self.features(x).flatten(1), dim=1)
 
 
-MODELS: dict[str, type[nn.Module]] = {"seed": Net}
+class ImprovedNet(nn.Module):
+    """The seed's net with the improvements its design lists: BatchNorm after every 3x3
+    convolution, Dropout after each pooling, and padding=1 in the two full-resolution
+    convolutions, so that the digit's edges are seen and the last maps are 3x3, as the seed's
+    prose describes. (Padding the later layers too leaves 7x7 final maps whose corners see
+    little of the digit; global average pooling over them cost accuracy in our runs.) The last
+    3x3 layer has 30 channels instead of 32 to pay for the BatchNorm parameters: 8,880 in all.
+
+    Each improvement can be switched off, for the ablation study (scripts/ablation.py).
+    """
+
+    def __init__(self, batchnorm: bool = True, dropout: float = 0.05, padding: bool = True) -> None:
+        super().__init__()
+
+        def conv(c_in: int, c_out: int, pad: bool = False) -> list[nn.Module]:
+            layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel_size=3, padding=int(pad), bias=False)]
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(c_out))
+            return [*layers, nn.ReLU(inplace=True)]
+
+        def pool() -> list[nn.Module]:
+            return [nn.MaxPool2d(2)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+
+        self.features = nn.Sequential(
+            *conv(1, 8, pad=padding),  # 28x28 (26x26 unpadded)
+            *conv(8, 8, pad=padding),  # 28x28 (24x24)
+            *pool(),  # 14x14 (12x12)
+            *conv(8, 16),  # 12x12 (10x10)
+            *conv(16, 16),  # 10x10 (8x8)
+            *pool(),  # 5x5 (4x4)
+            *conv(16, 30),  # 3x3 (2x2)
+            nn.Conv2d(30, 10, kernel_size=1, bias=False),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        he_init(self.features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, 1, H, W) with H, W >= 28 -> log-probabilities (N, 10)."""
+        return F.log_softmax(self.features(x).flatten(1), dim=1)
 
 
-def build_model(name: str = "seed") -> nn.Module:
-    """A fresh, randomly initialised net by name (see MODELS)."""
+MODELS: dict[str, type[nn.Module]] = {"seed": Net, "improved": ImprovedNet}
+
+
+def build_model(name: str = "seed", **kwargs) -> nn.Module:
+    """A fresh, randomly initialised net by name (see MODELS), with its constructor's kwargs."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name]()
+    return MODELS[name](**kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .augment import random_affine
 from .checkpoint import save_checkpoint
-from .config import PRECISIONS, TrainConfig
+from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import load_mnist, resolve_data_dir, shuffled_batches
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .model import MODELS, build_model, count_parameters
@@ -63,19 +65,24 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     precision: str = "fp32",
+    augment: bool = False,
     max_batches: int | None = None,
     log_interval: int = 10,
     progress: tqdm | None = None,
 ) -> float:
-    """Train one epoch of shuffled mini-batches; returns the mean training loss."""
+    """Train one epoch of shuffled mini-batches; returns the mean training loss.
+
+    generator draws the batches' order and, with augment, each image's random distortion.
+    """
     model.train()
     total_loss = torch.zeros((), device=images.device)  # summed on the device: no sync per step
     seen = 0
     for step, index in enumerate(shuffled_batches(len(images), batch_size, generator, images.device)):
         if max_batches is not None and step >= max_batches:
             break
+        x = random_affine(images[index], generator) if augment else images[index]
         with autocast(images.device, precision):
-            loss = F.nll_loss(model(images[index]), labels[index])
+            loss = F.nll_loss(model(x), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -119,10 +126,14 @@ def evaluate(
 def build_optimizer(
     model: nn.Module, config: TrainConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD with Nesterov momentum and a one-cycle learning rate over the whole run.
+    """SGD with Nesterov momentum, and config.schedule's learning rate, stepped every batch.
 
-    A short warm-up lets the bias-free, BatchNorm-free seed net take a high peak rate without
-    diverging, and the long anneal is what makes one epoch enough.
+    onecycle: a warm-up over config.warmup of the run, then a cosine anneal to zero. The warm-up
+    lets the BatchNorm-free seed net take a high peak rate without diverging; the long anneal is
+    what makes one epoch enough for it.
+    restarts: cosine anneals to zero over 1, 2, 4, ... epochs (the last one cut to end with the
+    run), each restarting at the peak. Every cycle ends on a well-settled net, so epoch 1 is
+    already good, and the long last cycle gives the final accuracy (SGDR, Loshchilov & Hutter).
     """
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -131,14 +142,25 @@ def build_optimizer(
         nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
     )
+    total_steps = config.epochs * steps_per_epoch
+    if config.schedule == "restarts":
+        factor = partial(cosine_restarts, first_cycle=steps_per_epoch, total=total_steps)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=config.lr,
-        total_steps=config.epochs * steps_per_epoch,
-        pct_start=0.2,
-        cycle_momentum=False,
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup, cycle_momentum=False
     )
     return optimizer, scheduler
+
+
+def cosine_restarts(step: int, first_cycle: int, total: int) -> float:
+    """The learning-rate factor at step: cosine cycles of first_cycle steps, doubling in length;
+    a cycle after which the next would not fit is the last, and stretches to end at total."""
+    start, length = 0, first_cycle
+    while start + 3 * length <= total and step >= start + length:
+        start, length = start + length, 2 * length
+    if start + 3 * length > total:
+        length = total - start
+    return 0.5 * (1 + math.cos(math.pi * min(step - start, length) / length))
 
 
 def fit(
@@ -174,7 +196,7 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = build_model(config.model).to(device)
+    model = build_model(config.model, **config.model_args).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -193,6 +215,7 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
     history: History = []
     for epoch in range(1, config.epochs + 1):
         bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch", disable=not progress)
+        lr = optimizer.param_groups[0]["lr"]  # at the epoch's first batch
         start = time.perf_counter()
         train_loss = train_epoch(
             model,
@@ -203,6 +226,7 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
             batch_size=config.batch_size,
             generator=generator,
             precision=config.precision,
+            augment=config.augment,
             max_batches=max_batches,
             log_interval=config.log_interval,
             progress=bar,
@@ -226,7 +250,7 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
             "test_correct": correct,
             "test_total": total,
             "test_accuracy": correct / total,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": lr,
             "train_seconds": train_seconds,
             "test_seconds": test_seconds,
         }
@@ -238,6 +262,7 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
         if config.save_model:
             checkpoint = {
                 "model": config.model,
+                "model_args": config.model_args,
                 "model_state": model.state_dict(),
                 "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(),
@@ -273,127 +298,76 @@ def print_summary(model: nn.Module) -> None:
         summary(model, (1, 28, 28), device="cpu")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Command-line flags (compatible with pytorch/examples' mnist/main.py) -> the run's config
-    and the flags that only change what is shown."""
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    """Command-line flags (compatible with pytorch/examples' mnist/main.py) -> the run's config,
+    and whether to show a progress bar."""
     d = TrainConfig()
+    improved = ", ".join(f"{flag(k)} {v}" for k, v in RECIPES["improved"].items())
     p = ArgumentParser(
         prog="python -m mnist_cnn.train",
-        description="Train the seed's 9,032-parameter fully convolutional net on MNIST.",
+        description="Train the seed's 9,032-parameter fully convolutional net (or --model improved) on MNIST.",
+        epilog=f"Defaults are the seed net's recipe; --model improved changes them to {improved}.",
+        argument_default=argparse.SUPPRESS,  # flags not given come from the model's recipe
     )
-    p.add_argument(
-        "--model", default=d.model, choices=sorted(MODELS), help="which net (default: %(default)s)"
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        metavar="N",
-        help="training batch size (default: %(default)s)",
-    )
-    p.add_argument(
+    add = p.add_argument
+    add("--model", default="seed", choices=sorted(MODELS), help="which net (default: seed)")
+    add("--batch-size", type=int, metavar="N", help=f"training batch size (default: {d.batch_size})")
+    add(
         "--test-batch-size",
         type=int,
-        default=d.test_batch_size,
         metavar="N",
-        help="evaluation batch size (default: %(default)s)",
+        help=f"evaluation batch size (default: {d.test_batch_size})",
     )
-    p.add_argument(
-        "--epochs", type=int, default=d.epochs, metavar="N", help="epochs to train (default: %(default)s)"
-    )
-    p.add_argument(
+    add("--epochs", type=int, metavar="N", help=f"epochs to train (default: {d.epochs})")
+    add(
         "--lr",
         type=float,
-        default=d.lr,
         metavar="LR",
-        help="peak learning rate of the one-cycle schedule (default: %(default)s)",
+        help=f"peak learning rate of the one-cycle schedule (default: {d.lr})",
     )
-    p.add_argument(
-        "--momentum",
+    add(
+        "--warmup",
         type=float,
-        default=d.momentum,
-        metavar="M",
-        help="SGD Nesterov momentum (default: %(default)s)",
+        metavar="F",
+        help=f"fraction of the run warming up the learning rate (default: {d.warmup})",
     )
-    p.add_argument(
-        "--weight-decay",
-        type=float,
-        default=d.weight_decay,
-        metavar="WD",
-        help="L2 weight decay (default: %(default)s)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        metavar="S",
-        help="random seed; fixes the run on CPU (default: %(default)s)",
-    )
-    p.add_argument(
-        "--device",
-        default=d.device,
-        help="auto, cpu, cuda, cuda:N or mps (default: %(default)s: CUDA, then MPS, else CPU)",
-    )
-    p.add_argument(
-        "--no-accel", action="store_true", help="train on the CPU even when an accelerator is present"
-    )
-    p.add_argument(
-        "--data-dir",
-        default=d.data_dir,
-        metavar="DIR",
-        help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)",
-    )
-    p.add_argument(
-        "--precision",
-        default=d.precision,
-        choices=PRECISIONS,
-        help="fp32, or bf16 autocast (default: %(default)s)",
-    )
-    p.add_argument(
-        "--channels-last",
+    add("--schedule", choices=SCHEDULES, help=f"learning-rate schedule (default: {d.schedule})")
+    add("--momentum", type=float, metavar="M", help=f"SGD Nesterov momentum (default: {d.momentum})")
+    add("--weight-decay", type=float, metavar="WD", help=f"L2 weight decay (default: {d.weight_decay})")
+    add(
+        "--augment",
         action=argparse.BooleanOptionalAction,
-        default=d.channels_last,
-        help="NHWC memory layout for the convolutions, faster on CPU (default: on)",
+        help="random rotation, shift and scale (default: off)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=d.threads,
-        metavar="N",
-        help="CPU threads for torch (default: torch's, one per core)",
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="one batch of training and evaluation, to check the setup"
-    )
-    p.add_argument(
+    add("--seed", type=int, metavar="S", help=f"random seed; fixes the run on CPU (default: {d.seed})")
+    add("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto: CUDA, then MPS, else CPU)")
+    add("--no-accel", action="store_true", help="train on the CPU even when an accelerator is present")
+    add("--data-dir", metavar="DIR", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
+    add("--precision", choices=PRECISIONS, help=f"fp32, or bf16 autocast (default: {d.precision})")
+    add("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory layout (default: on)")
+    add("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's, one per core)")
+    add("--dry-run", action="store_true", help="one batch of training and evaluation, to check the setup")
+    add(
         "--log-interval",
         type=int,
-        default=d.log_interval,
         metavar="N",
-        help="batches between progress-bar loss updates (default: %(default)s)",
+        help=f"batches between progress-bar updates (default: {d.log_interval})",
     )
-    p.add_argument(
-        "--save-model", action="store_true", help="write last.pt (every epoch) and best.pt to --output-dir"
-    )
-    p.add_argument(
-        "--output-dir",
-        default=d.output_dir,
-        metavar="DIR",
-        help="where --save-model writes (default: runs/<timestamp>)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    if args.no_accel:
-        args.device = "cpu"
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    return config, args
+    add("--save-model", action="store_true", help="write last.pt (every epoch) and best.pt to --output-dir")
+    add("--output-dir", metavar="DIR", help="where --save-model writes (default: runs/<timestamp>)")
+    add("--no-progress", action="store_true", help="no progress bar")
+    args = vars(p.parse_args(argv))
+    progress = not args.pop("no_progress", False)
+    if args.pop("no_accel", False):
+        args["device"] = "cpu"
+    return default_config(**args), progress
 
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> History:
     """`python -m mnist_cnn.train`: parse flags, print the net, train, print each epoch's test line."""
-    config, args = parse_args(argv)
-    model = build_model(config.model)
+    config, progress = parse_args(argv)
+    model = build_model(config.model, **config.model_args)
     print_summary(model)
     print(
         f"Training {config.model} ({count_parameters(model):,} parameters) on {select_device(config.device)}"
@@ -405,7 +379,7 @@ def main(argv: list[str] | None = None) -> History:
         )
         print(format_test_line(metrics))
 
-    return fit(config, on_epoch=report, progress=not args.no_progress)
+    return fit(config, on_epoch=report, progress=progress)
 
 
 if __name__ == "__main__":

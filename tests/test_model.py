@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from mnist_cnn import MODELS, Net, build_model, count_parameters
+from mnist_cnn.model import ImprovedNet
 from mnist_cnn.train import print_summary
 
 from .conftest import REPO
@@ -74,3 +75,36 @@ def test_summary_does_not_disturb_the_random_stream():
     torch.manual_seed(3)
     summary_text(net)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_improved_net_stays_within_the_seed_budget_and_fully_convolutional():
+    net = build_model("improved")
+    assert isinstance(net, ImprovedNet) and count_parameters(net) <= 9032
+    assert not any(isinstance(m, nn.Linear) for m in net.modules())
+    assert isinstance(net.features[-1], nn.AdaptiveAvgPool2d)
+    for size in (28, 56):
+        out = net.eval()(torch.randn(3, 1, size, size))
+        assert out.shape == (3, 10)
+        assert torch.allclose(out.exp().sum(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_improved_net_batchnorm_and_dropout_behave_differently_in_train_and_eval():
+    torch.manual_seed(0)
+    net, images = build_model("improved", dropout=0.5), torch.randn(8, 1, 28, 28)
+    net.train()
+    assert not torch.allclose(net(images), net(images))  # dropout draws new masks
+    before = net.features[1].running_mean.clone()
+    net(images)
+    assert not torch.equal(net.features[1].running_mean, before)  # BatchNorm tracks statistics
+    net.eval()
+    after = net.features[1].running_mean.clone()
+    assert torch.equal(net(images), net(images))
+    assert torch.equal(net.features[1].running_mean, after)
+    assert torch.allclose(net(images[:1]), net(images)[:1], atol=1e-5)  # no batch dependence
+
+
+def test_improved_net_ablation_switches():
+    plain = build_model("improved", batchnorm=False, dropout=0.0, padding=0)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout)) for m in plain.modules())
+    assert plain(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert count_parameters(plain) < count_parameters(build_model("improved"))

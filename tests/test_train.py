@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mnist_cnn import MnistCnnError, Net, TrainConfig, evaluate, fit
+from mnist_cnn.config import RECIPES, default_config
 from mnist_cnn.train import autocast, cpu_threads, format_test_line, parse_args, select_device
 
 from .conftest import RAW_NAMES
@@ -24,7 +25,7 @@ def test_fit_learns_the_synthetic_digits(mnist_dir):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["test_accuracy"] > 0.5  # chance is 0.1
     assert history[-1]["test_total"] == 256
-    assert history[-1]["lr"] < 0.05 / 100  # the one-cycle schedule has annealed
+    assert history[0]["lr"] < 0.05 / 10 < history[1]["lr"]  # the one-cycle schedule warms up
 
 
 def test_same_seed_same_run_on_cpu(mnist_dir):
@@ -161,3 +162,43 @@ def test_nan_loss_stops_the_run_with_advice(mnist_dir):
 
 def test_fit_reads_both_splits(mnist_dir):
     assert set(p.name for p in (mnist_dir / "MNIST" / "raw").iterdir()) >= set(sum(RAW_NAMES.values(), ()))
+
+
+def test_improved_model_with_augmentation_learns_the_synthetic_digits(mnist_dir):
+    history = fit(small_config(mnist_dir, model="improved", augment=True, epochs=3, weight_decay=5e-4))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_accuracy"] > 0.5
+
+
+def test_augmented_runs_are_reproducible(mnist_dir):
+    config = small_config(mnist_dir, model="improved", augment=True, epochs=1, device="cpu")
+    assert without_times(fit(config)) == without_times(fit(config))
+
+
+def test_model_recipes_are_defaults_that_flags_override():
+    config, _ = parse_args(["--model", "improved"])
+    assert config == default_config("improved")
+    assert config.augment and config.epochs == RECIPES["improved"]["epochs"]
+    config, _ = parse_args(["--model", "improved", "--epochs", "2", "--no-augment"])
+    assert (config.epochs, config.augment, config.lr) == (2, False, RECIPES["improved"]["lr"])
+    assert parse_args(["--model", "seed"])[0] == TrainConfig()
+
+
+def test_restarts_schedule_anneals_each_cycle_to_zero_and_ends_with_the_run():
+    from mnist_cnn.train import cosine_restarts
+
+    steps, epochs = 10, 15  # cycles of 1, 2, 4 and 8 epochs
+    factors = [cosine_restarts(s, steps, epochs * steps) for s in range(epochs * steps)]
+    assert factors[0] == 1.0
+    for end in (10, 30, 70):  # the last step of each cycle is near zero, the next restarts
+        assert factors[end - 1] < 0.03 and factors[end] == 1.0
+    assert factors[-1] < 0.001
+    # a run that does not end on a cycle boundary stretches its last cycle to end with it
+    short = [cosine_restarts(s, steps, 4 * steps) for s in range(4 * steps)]
+    assert short[10] == 1.0 and short[-1] < 0.01 and max(short[11:]) < 1.0
+
+
+def test_restarts_schedule_trains(mnist_dir):
+    history = fit(small_config(mnist_dir, schedule="restarts", epochs=3))
+    assert [m["lr"] for m in history] == pytest.approx([0.05, 0.05, 0.025])  # restart, then mid-cycle
+    assert history[-1]["test_accuracy"] > 0.5

@@ -1,0 +1,95 @@
+"""The seed's "Possible Improvements", added one at a time, under one budget and the same seeds.
+
+    python scripts/ablation.py --data-dir ../shared/data --epochs 15 --seeds 1 2 3 --json ablation.json
+
+Each row is the row above plus one change; every row trains for --epochs with each seed. The
+table gives parameters, test accuracy after epoch 1 (mean over seeds), the final accuracy (mean
+and min), the best epoch's accuracy (mean), and training seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import replace
+
+from machine import caption, describe_machine
+
+from mnist_cnn import TrainConfig, build_model, count_parameters, fit
+from mnist_cnn.config import default_config
+
+# (row name, changes from TrainConfig's defaults: the seed net and its recipe)
+STEPS: list[tuple[str, dict]] = [
+    ("seed Net (seed recipe: one-cycle, lr 0.03)", {}),
+    (
+        "+ BatchNorm (last 3x3 conv 30 wide)",
+        {"model": "improved", "model_args": {"dropout": 0.0, "padding": False}},
+    ),
+    ("+ Dropout 0.05", {"model": "improved", "model_args": {"padding": False}}),
+    ("+ padding=1 (first two convs)", {"model": "improved"}),
+    ("+ augmentation", {"model": "improved", "augment": True}),
+    ("+ schedule: restarts, lr 0.1, wd 5e-4 (= --model improved)", default_config("improved").to_dict()),
+]
+
+
+def run_seeds(config: TrainConfig, seeds: list[int]) -> dict:
+    """Train config once per seed; the accuracies per seed and epoch, and seconds per epoch."""
+    accuracy, seconds = [], []
+    for seed in seeds:
+        history = fit(replace(config, seed=seed))
+        accuracy.append([m["test_accuracy"] for m in history])
+        seconds += [m["train_seconds"] for m in history]
+        print(f"  seed {seed}: " + " ".join(f"{100 * a:.2f}" for a in accuracy[-1]), flush=True)
+    model = build_model(config.model, **config.model_args)
+    return {
+        "parameters": count_parameters(model),
+        "seeds": seeds,
+        "accuracy": accuracy,  # [seed][epoch]
+        "seconds_per_epoch": statistics.median(seconds),
+    }
+
+
+def summary_cells(row: dict) -> list[str]:
+    first = [a[0] for a in row["accuracy"]]
+    final = [a[-1] for a in row["accuracy"]]
+    best = [max(a) for a in row["accuracy"]]
+    return [
+        f"{row['parameters']:,}",
+        f"{100 * statistics.mean(first):.2f}%",
+        f"{100 * statistics.mean(final):.2f}% / {100 * min(final):.2f}%",
+        f"{100 * statistics.mean(best):.2f}%",
+        f"{row['seconds_per_epoch']:.1f}",
+    ]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
+    args = p.parse_args()
+
+    rows = {}
+    for name, changes in STEPS:
+        print(name, flush=True)
+        config = TrainConfig.from_dict(
+            {**changes, "epochs": args.epochs, "data_dir": args.data_dir, "device": args.device}
+        )
+        rows[name] = {**run_seeds(config, args.seeds), "config": config.to_dict()}
+
+    machine = describe_machine(args.device)
+    print(f"\n{args.epochs} epochs, seeds {' '.join(map(str, args.seeds))}; {caption(machine)}\n")
+    print("| step | parameters | epoch 1 (mean) | final (mean / min) | best epoch (mean) | train s/epoch |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(summary_cells(row)) + " |")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"machine": machine, "epochs": args.epochs, "rows": rows}, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
