@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,21 +17,39 @@ from .errors import MnistCnnError
 from .model import MODELS, build_model
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write checkpoint to path through a temporary file in the same folder and a rename,
-    so a crash mid-write leaves the previous file whole."""
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write data to path through a temporary file in the same folder and a rename, so that a
+    crash mid-write leaves the previous file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            torch.save(checkpoint, file)
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    """torch.save checkpoint to path, atomically."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_metrics(output_dir: str | os.PathLike, history: list[dict]) -> None:
+    """The per-epoch history as metrics.json and metrics.csv in output_dir."""
+    output_dir = Path(output_dir)
+    write_atomic(output_dir / "metrics.json", json.dumps(history, indent=2).encode())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    write_atomic(output_dir / "metrics.csv", text.getvalue().encode())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -39,7 +59,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise MnistCnnError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+    except Exception as error:  # torch.load fails in many ways on bytes that are not a checkpoint
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MnistCnnError(f"{path} is not a readable checkpoint: {reason}") from None
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -21,11 +24,12 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import random_affine
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, write_metrics
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import load_mnist, resolve_data_dir, shuffled_batches
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .model import MODELS, build_model, count_parameters
+from .plots import NoMatplotlib, draw_curves
 
 History = list[dict]
 
@@ -168,14 +172,17 @@ def fit(
     *,
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool = False,
+    resume: str | os.PathLike | None = None,
 ) -> History:
     """Train config.model on MNIST as config says; returns one dict of metrics per epoch.
 
     on_epoch is called with each epoch's metrics as soon as they are known; progress shows a tqdm
-    bar per epoch.
+    bar per epoch. resume continues the run saved in a checkpoint (see resume_config): on CPU
+    the result is bitwise the same as an uninterrupted run's. With config.output_dir, metrics
+    and curves are written there; with config.save_model, checkpoints too.
     """
     with cpu_threads(config.threads):
-        return _fit(config, on_epoch, progress)
+        return _fit(config, on_epoch, progress, resume)
 
 
 @contextlib.contextmanager
@@ -190,7 +197,12 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress: bool) -> History:
+def _fit(
+    config: TrainConfig,
+    on_epoch: Callable[[dict], None] | None,
+    progress: bool,
+    resume: str | os.PathLike | None,
+) -> History:
     device = select_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
@@ -209,11 +221,15 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
 
     steps_per_epoch = -(-len(train_images) // config.batch_size)
     optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
-    max_batches = 1 if config.dry_run else None
-    output_dir = Path(config.output_dir or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-
     history: History = []
-    for epoch in range(1, config.epochs + 1):
+    if resume is not None:
+        history = restore_run(load_checkpoint(resume), model, optimizer, scheduler, generator)
+    max_batches = 1 if config.dry_run else None
+    output_dir = Path(config.output_dir) if config.output_dir else None
+    if config.save_model and output_dir is None:
+        output_dir = default_output_dir()
+
+    for epoch in range(len(history) + 1, config.epochs + 1):
         bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch", disable=not progress)
         lr = optimizer.param_groups[0]["lr"]  # at the epoch's first batch
         start = time.perf_counter()
@@ -233,6 +249,10 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
         )
         train_seconds = time.perf_counter() - start
         bar.close()
+        if not math.isfinite(train_loss):
+            raise MnistCnnError(
+                f"the training loss became {train_loss} in epoch {epoch}; try a lower --lr (now {config.lr})"
+            )
         start = time.perf_counter()
         test_loss, correct, total = evaluate(
             model,
@@ -242,42 +262,114 @@ def _fit(config: TrainConfig, on_epoch: Callable[[dict], None] | None, progress:
             precision=config.precision,
             max_batches=max_batches,
         )
-        test_seconds = time.perf_counter() - start
-        metrics = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "test_loss": test_loss,
-            "test_correct": correct,
-            "test_total": total,
-            "test_accuracy": correct / total,
-            "lr": lr,
-            "train_seconds": train_seconds,
-            "test_seconds": test_seconds,
-        }
-        history.append(metrics)
-        if not torch.isfinite(torch.tensor(train_loss)):
-            raise MnistCnnError(
-                f"the training loss became {train_loss} in epoch {epoch}; try a lower --lr (now {config.lr})"
-            )
-        if config.save_model:
-            checkpoint = {
-                "model": config.model,
-                "model_args": config.model_args,
-                "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(),
-                "scheduler_state": scheduler.state_dict(),
+        history.append(
+            {
                 "epoch": epoch,
-                "config": config.to_dict(),
-                "history": history,
+                "train_loss": train_loss,
+                "test_loss": test_loss,
+                "test_correct": correct,
+                "test_total": total,
+                "test_accuracy": correct / total,
+                "lr": lr,
+                "train_seconds": train_seconds,
+                "test_seconds": time.perf_counter() - start,
             }
-            save_checkpoint(output_dir / "last.pt", checkpoint)
-            if correct / total >= max(m["test_accuracy"] for m in history):
-                save_checkpoint(output_dir / "best.pt", checkpoint)
+        )
+        if output_dir is not None:
+            save_run(output_dir, config, history, model, optimizer, scheduler, generator)
         if on_epoch is not None:
-            on_epoch(metrics)
+            on_epoch(history[-1])
         if config.dry_run:
             break
     return history
+
+
+def default_output_dir() -> Path:
+    """runs/<timestamp>, for a run that saves and was given no --output-dir."""
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def save_run(
+    output_dir: Path,
+    config: TrainConfig,
+    history: History,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+) -> None:
+    """After an epoch: metrics.json, metrics.csv and curves.png; with save_model, last.pt and,
+    when the test accuracy is the best so far, best.pt."""
+    write_metrics(output_dir, history)
+    try:
+        draw_curves(history, output_dir / "curves.png")
+    except NoMatplotlib as error:
+        if len(history) == 1:  # say it once a run
+            print(f"note: {error}", file=sys.stderr)
+    if not config.save_model:
+        return
+    checkpoint = {
+        "model": config.model,
+        "model_args": config.model_args,
+        "model_state": model.state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "scheduler_state": scheduler.state_dict(),
+        "rng_state": {
+            "torch": torch.get_rng_state(),
+            "generator": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "epoch": len(history),
+        "config": config.to_dict(),
+        "history": history,
+    }
+    save_checkpoint(output_dir / "last.pt", checkpoint)
+    if history[-1]["test_accuracy"] >= max(m["test_accuracy"] for m in history):
+        save_checkpoint(output_dir / "best.pt", checkpoint)
+
+
+def restore_run(
+    checkpoint: dict,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+) -> History:
+    """Put a run saved by save_run back in place; returns its history so far."""
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        scheduler.load_state_dict(checkpoint["scheduler_state"])
+        rng = checkpoint["rng_state"]
+        torch.set_rng_state(rng["torch"])
+        generator.set_state(rng["generator"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return list(checkpoint["history"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise MnistCnnError(f"cannot resume from this checkpoint: {error}".splitlines()[0]) from None
+
+
+def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfig:
+    """The config of the run saved at checkpoint_path, with where-and-how settings (device,
+    data_dir, output_dir, threads, ...) replaced by overrides. What decides the result (model,
+    epochs, learning rate, seed, ...) cannot change: that would not be the same run."""
+    saved = load_checkpoint(checkpoint_path)
+    if "config" not in saved or "rng_state" not in saved:
+        raise MnistCnnError(f"{checkpoint_path} holds a model but not a resumable run")
+    config = TrainConfig.from_dict(saved["config"])
+    fixed = set(overrides) - RESUMABLE_OVERRIDES
+    changed = sorted(flag(k) for k in fixed if overrides[k] != getattr(config, k))
+    if changed:
+        raise MnistCnnError(
+            f"--resume continues the saved run as it was; it cannot change {', '.join(changed)}"
+        )
+    # A run saved to runs/<timestamp> goes on writing there.
+    overrides.setdefault("output_dir", config.output_dir or str(Path(checkpoint_path).parent))
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
+
+
+RESUMABLE_OVERRIDES = {"device", "data_dir", "output_dir", "threads", "log_interval", "save_model", "dry_run"}
 
 
 def format_test_line(metrics: dict) -> str:
@@ -298,9 +390,9 @@ def print_summary(model: nn.Module) -> None:
         summary(model, (1, 28, 28), device="cpu")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | None]:
     """Command-line flags (compatible with pytorch/examples' mnist/main.py) -> the run's config,
-    and whether to show a progress bar."""
+    whether to show a progress bar, and the checkpoint to resume from, if any."""
     d = TrainConfig()
     improved = ", ".join(f"{flag(k)} {v}" for k, v in RECIPES["improved"].items())
     p = ArgumentParser(
@@ -310,7 +402,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         argument_default=argparse.SUPPRESS,  # flags not given come from the model's recipe
     )
     add = p.add_argument
-    add("--model", default="seed", choices=sorted(MODELS), help="which net (default: seed)")
+    add("--model", choices=sorted(MODELS), help="which net (default: seed)")
     add("--batch-size", type=int, metavar="N", help=f"training batch size (default: {d.batch_size})")
     add(
         "--test-batch-size",
@@ -354,19 +446,28 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         help=f"batches between progress-bar updates (default: {d.log_interval})",
     )
     add("--save-model", action="store_true", help="write last.pt (every epoch) and best.pt to --output-dir")
-    add("--output-dir", metavar="DIR", help="where --save-model writes (default: runs/<timestamp>)")
+    add(
+        "--output-dir",
+        metavar="DIR",
+        help="where metrics, curves and checkpoints go (default: runs/<timestamp>)",
+    )
+    add("--resume", metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT (a last.pt)")
     add("--no-progress", action="store_true", help="no progress bar")
     args = vars(p.parse_args(argv))
     progress = not args.pop("no_progress", False)
     if args.pop("no_accel", False):
         args["device"] = "cpu"
-    return default_config(**args), progress
+    resume = args.pop("resume", None)
+    if resume is not None:
+        return resume_config(resume, **args), progress, resume
+    args.setdefault("output_dir", str(default_output_dir()))
+    return default_config(**args), progress, None
 
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> History:
     """`python -m mnist_cnn.train`: parse flags, print the net, train, print each epoch's test line."""
-    config, progress = parse_args(argv)
+    config, progress, resume = parse_args(argv)
     model = build_model(config.model, **config.model_args)
     print_summary(model)
     print(
@@ -379,7 +480,14 @@ def main(argv: list[str] | None = None) -> History:
         )
         print(format_test_line(metrics))
 
-    return fit(config, on_epoch=report, progress=progress)
+    if resume is not None:
+        print(f"Resuming {resume}")
+    history = fit(config, on_epoch=report, progress=progress, resume=resume)
+    print(
+        f"Metrics and curves in {config.output_dir}"
+        + (" (with last.pt and best.pt)" if config.save_model else "")
+    )
+    return history
 
 
 if __name__ == "__main__":

@@ -71,3 +71,26 @@ def real_mnist_dir() -> Path:
     if missing:
         pytest.skip(f"real MNIST not available: {root}/MNIST/raw/ lacks {', '.join(missing)}")
     return root
+
+
+@pytest.fixture(scope="session")
+def checkpoint(mnist_dir, tmp_path_factory) -> Path:
+    """best.pt of a short run of the seed net on the synthetic data."""
+    from mnist_cnn import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("run")
+    fit(TrainConfig(data_dir=str(mnist_dir), batch_size=32, epochs=2, save_model=True, output_dir=str(out)))
+    return out / "best.pt"
+
+
+def render_digit(
+    text: str = "7", size: tuple[int, int] = (120, 160), dark_on_light: bool = True, mode: str = "L"
+):
+    """A digit drawn with Pillow's font, as a user's photo or scan might show it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    paper, pen = (235, 20) if dark_on_light else (10, 240)
+    image = Image.new("L", size, paper)
+    font = ImageFont.load_default(size=int(min(size) * 0.6))
+    ImageDraw.Draw(image).text((size[0] * 0.3, size[1] * 0.15), text, fill=pen, font=font)
+    return image.convert(mode, dither=Image.Dither.NONE)  # a scanner's black and white, not dots

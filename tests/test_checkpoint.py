@@ -1,9 +1,23 @@
+import csv
+import dataclasses
+import json
 import pickle
 
 import pytest
 import torch
 
-from mnist_cnn import MnistCnnError, Net, TrainConfig, fit, load_checkpoint, load_model, save_checkpoint
+from mnist_cnn import (
+    MnistCnnError,
+    Net,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    load_model,
+    plots,
+    save_checkpoint,
+)
+from mnist_cnn.plots import NoMatplotlib
+from mnist_cnn.train import resume_config
 
 
 def test_save_model_writes_last_and_best_that_load_back(mnist_dir, tmp_path):
@@ -12,7 +26,14 @@ def test_save_model_writes_last_and_best_that_load_back(mnist_dir, tmp_path):
         data_dir=str(mnist_dir), batch_size=32, epochs=2, save_model=True, output_dir=str(out)
     )
     history = fit(config)
-    assert {p.name for p in out.iterdir()} == {"last.pt", "best.pt"}  # no temporary files left
+    # no temporary files left
+    assert {p.name for p in out.iterdir()} == {
+        "last.pt",
+        "best.pt",
+        "metrics.csv",
+        "metrics.json",
+        "curves.png",
+    }
     checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["epoch"] == 2 and checkpoint["model"] == "seed"
     assert TrainConfig.from_dict(checkpoint["config"]) == config
@@ -61,3 +82,67 @@ def test_other_shapes_and_missing_files_are_clear_errors(tmp_path):
         load_model(path)
     with pytest.raises(MnistCnnError, match="does not exist"):
         load_model(tmp_path / "nope.pt")
+
+
+class StopAfterFirstEpoch(Exception):
+    pass
+
+
+def stop_after_first_epoch(metrics):
+    if metrics["epoch"] == 1:
+        raise StopAfterFirstEpoch
+
+
+def test_resume_continues_bitwise_like_an_uninterrupted_run(mnist_dir, tmp_path):
+    # The improved net with augmentation uses every random stream: shuffling, distortions, dropout.
+    config = TrainConfig(
+        data_dir=str(mnist_dir), model="improved", augment=True, batch_size=32, epochs=2,
+        schedule="restarts", device="cpu", save_model=True, output_dir=str(tmp_path / "whole"),
+    )  # fmt: skip
+    whole = fit(config)
+    interrupted = dataclasses.replace(config, output_dir=str(tmp_path / "cut"))
+    with pytest.raises(StopAfterFirstEpoch):
+        fit(interrupted, on_epoch=stop_after_first_epoch)
+    last = tmp_path / "cut" / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 1
+    resumed = fit(resume_config(last), resume=last)
+    assert [without_times(m) for m in resumed] == [without_times(m) for m in whole]
+    a = load_checkpoint(tmp_path / "whole" / "last.pt")["model_state"]
+    b = load_checkpoint(last)["model_state"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_to_change_the_run(mnist_dir, tmp_path):
+    config = TrainConfig(data_dir=str(mnist_dir), batch_size=64, save_model=True, output_dir=str(tmp_path))
+    fit(config)
+    assert resume_config(tmp_path / "last.pt", device="cpu").device == "cpu"
+    with pytest.raises(MnistCnnError, match="--lr"):
+        resume_config(tmp_path / "last.pt", lr=1.0)
+    torch.save({"model": "seed", "model_state": Net().state_dict()}, tmp_path / "weights.pt")
+    with pytest.raises(MnistCnnError, match="not a resumable run"):
+        resume_config(tmp_path / "weights.pt")
+
+
+def test_every_run_with_an_output_dir_writes_metrics_and_curves(mnist_dir, tmp_path):
+    history = fit(TrainConfig(data_dir=str(mnist_dir), batch_size=64, epochs=2, output_dir=str(tmp_path)))
+    assert json.loads((tmp_path / "metrics.json").read_text()) == history
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_loss", "test_loss", "test_accuracy", "lr", "train_seconds"} <= set(rows[0])
+    assert float(rows[1]["test_accuracy"]) == history[1]["test_accuracy"]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "last.pt").exists()  # checkpoints only with save_model
+
+
+def test_without_matplotlib_the_run_works_and_says_so_once(mnist_dir, tmp_path, monkeypatch, capsys):
+    def no_pyplot():
+        raise NoMatplotlib("matplotlib is not installed")
+
+    monkeypatch.setattr(plots, "_pyplot", no_pyplot)
+    fit(TrainConfig(data_dir=str(mnist_dir), batch_size=64, epochs=2, output_dir=str(tmp_path)))
+    assert capsys.readouterr().err.count("matplotlib is not installed") == 1
+    assert (tmp_path / "metrics.csv").exists() and not (tmp_path / "curves.png").exists()
+
+
+def without_times(metrics):
+    return {k: v for k, v in metrics.items() if not k.endswith("_seconds")}

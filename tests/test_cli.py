@@ -3,20 +3,22 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from .conftest import NO_NETWORK, REPO
+from .conftest import NO_NETWORK
 
 
-def run(*args, env_extra=None, cwd=None):
+def run(*args, env_extra=None, cwd=None, module="mnist_cnn.train"):
+    """python -m module args, in cwd (by default a fresh folder, so runs/ lands there)."""
     env = {**os.environ, **NO_NETWORK, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "mnist_cnn.train", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         env=env,
-        cwd=cwd or REPO,
+        cwd=cwd or tempfile.mkdtemp(prefix="mnist-cnn-cli-"),
         timeout=120,
     )
 
@@ -35,7 +37,23 @@ def test_data_dir_from_the_environment_and_save_model(mnist_dir, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "/256 (" in result.stdout  # the synthetic test split was read
-    assert (tmp_path / "run" / "last.pt").is_file()
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {
+        "last.pt",
+        "best.pt",
+        "metrics.csv",
+        "curves.png",
+    }
+
+
+def test_resume_from_the_command_line(mnist_dir, tmp_path):
+    first = run("--data-dir", str(mnist_dir), "--epochs", "2", "--save-model", "--no-progress", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()  # the default output folder, runs/<timestamp>
+    resumed = run("--resume", str(run_dir / "last.pt"), "--data-dir", str(mnist_dir), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming" in resumed.stdout and "Test set" not in resumed.stdout  # nothing left to train
+    refused = run("--resume", str(run_dir / "last.pt"), "--lr", "9", "--data-dir", str(mnist_dir))
+    assert_one_line_error(refused, "--lr")
 
 
 def assert_one_line_error(result, *needles):

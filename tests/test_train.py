@@ -176,12 +176,12 @@ def test_augmented_runs_are_reproducible(mnist_dir):
 
 
 def test_model_recipes_are_defaults_that_flags_override():
-    config, _ = parse_args(["--model", "improved"])
-    assert config == default_config("improved")
+    config = parse_args(["--model", "improved", "--output-dir", "o"])[0]
+    assert config == default_config("improved", output_dir="o")
     assert config.augment and config.epochs == RECIPES["improved"]["epochs"]
-    config, _ = parse_args(["--model", "improved", "--epochs", "2", "--no-augment"])
+    config = parse_args(["--model", "improved", "--epochs", "2", "--no-augment"])[0]
     assert (config.epochs, config.augment, config.lr) == (2, False, RECIPES["improved"]["lr"])
-    assert parse_args(["--model", "seed"])[0] == TrainConfig()
+    assert parse_args(["--model", "seed", "--output-dir", "o"])[0] == TrainConfig(output_dir="o")
 
 
 def test_restarts_schedule_anneals_each_cycle_to_zero_and_ends_with_the_run():

@@ -1,0 +1,114 @@
+"""`python -m mnist_cnn.evaluate CHECKPOINT`: how a trained net does on the MNIST test set.
+
+Prints the test loss and accuracy, the accuracy of each digit and the confusion matrix; draws
+the confusion matrix and the most confident mistakes as PNG files (with matplotlib).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_model
+from .data import load_mnist, resolve_data_dir
+from .errors import ArgumentParser, exit_on_error
+from .plots import NoMatplotlib, draw_confusion, draw_mistakes
+from .train import format_test_line, select_device
+
+
+@torch.inference_mode()
+def evaluation_report(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> dict:
+    """Loss, accuracy, per-digit accuracy, confusion matrix and the mistakes, most confident first."""
+    model.eval()
+    log_probs = torch.cat([model(x) for x in images.split(batch_size)]).float()
+    predicted = log_probs.argmax(dim=1)
+    confusion = torch.zeros(10, 10, dtype=torch.long, device=labels.device)
+    confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    confusion = confusion.cpu()
+    wrong = (predicted != labels).nonzero().flatten()
+    confidence = log_probs[wrong, predicted[wrong]].exp()
+    wrong = wrong[confidence.argsort(descending=True)]
+    correct = int(confusion.diag().sum())
+    return {
+        "test_loss": F.nll_loss(log_probs, labels).item(),
+        "test_correct": correct,
+        "test_total": len(labels),
+        "test_accuracy": correct / len(labels),
+        "per_class_accuracy": (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist(),
+        "confusion": confusion.tolist(),
+        "mistakes": [
+            {
+                "index": int(i),
+                "true": int(labels[i]),
+                "predicted": int(predicted[i]),
+                "probability": float(log_probs[i, predicted[i]].exp()),
+            }
+            for i in wrong.tolist()
+        ],
+    }
+
+
+def confusion_text(confusion: list[list[int]]) -> str:
+    """The confusion matrix as aligned text: rows true digits, columns predicted ones."""
+    lines = ["true\\pred " + "".join(f"{d:>6}" for d in range(10))]
+    lines += [f"{t:>9} " + "".join(f"{n:>6}" for n in row) for t, row in enumerate(confusion)]
+    return "\n".join(lines)
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> dict:
+    """Parse flags, evaluate the checkpoint on the test set, print and draw the results."""
+    p = ArgumentParser(
+        prog="python -m mnist_cnn.evaluate", description="Evaluate a checkpoint on the MNIST test set."
+    )
+    p.add_argument("checkpoint", help="a checkpoint written by --save-model (best.pt or last.pt)")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    p.add_argument("--output-dir", help="where the PNG files go (default: the checkpoint's folder)")
+    p.add_argument("--mistakes", type=int, default=32, metavar="N", help="mistakes to draw (default: 32)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = p.parse_args(argv)
+
+    device = select_device(args.device)
+    model = load_model(args.checkpoint, device)
+    images, labels = load_mnist(resolve_data_dir(args.data_dir), train=False, device=device)
+    report = evaluation_report(model, images, labels)
+
+    output_dir = Path(args.output_dir or Path(args.checkpoint).parent)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    shown = report["mistakes"][: args.mistakes]
+    try:
+        draw_confusion(torch.tensor(report["confusion"]), output_dir / "confusion.png")
+        draw_mistakes(
+            images[[m["index"] for m in shown]],
+            [m["true"] for m in shown],
+            [m["predicted"] for m in shown],
+            [m["probability"] for m in shown],
+            output_dir / "mistakes.png",
+        )
+        report["pictures"] = [str(output_dir / "confusion.png"), str(output_dir / "mistakes.png")]
+    except NoMatplotlib as error:
+        print(f"note: {error}", file=sys.stderr)
+        report["pictures"] = []
+
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return report
+    print(format_test_line(report))
+    print("\nAccuracy per digit:")
+    for digit, accuracy in enumerate(report["per_class_accuracy"]):
+        print(f"  {digit}: {100 * accuracy:6.2f}%")
+    print("\nConfusion matrix:")
+    print(confusion_text(report["confusion"]))
+    if report["pictures"]:
+        print(f"\nDrew {' and '.join(report['pictures'])}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnist_cnn import MnistCnnError
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD
+from mnist_cnn.preprocess import image_files, load_image, to_mnist
+
+from .conftest import render_digit
+
+
+def ink_of(tensor: torch.Tensor) -> torch.Tensor:
+    return (tensor[0] * MNIST_STD + MNIST_MEAN).clamp(0, 1)
+
+
+def test_a_dark_digit_on_light_paper_becomes_the_mnist_form():
+    out = to_mnist(render_digit("7", (120, 160)))
+    assert out.shape == (1, 28, 28) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    ink = ink_of(out)
+    assert ink.max() == pytest.approx(1.0, abs=0.02)  # light digit ...
+    assert ink[0].max() < 0.05 and ink[:, 0].max() < 0.05  # ... on black
+    rows, cols = torch.nonzero(ink > 0.2, as_tuple=True)
+    longer = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    assert 18 <= longer <= 20  # scaled to fit MNIST's 20-pixel box
+    ys = torch.arange(28.0)
+    cy = float((ink.sum(1) * ys).sum() / ink.sum())
+    cx = float((ink.sum(0) * ys).sum() / ink.sum())
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1  # centred by its centre of mass
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"dark_on_light": False},
+        {"size": (400, 300)},
+        {"size": (60, 60)},
+        {"mode": "RGB"},
+        {"mode": "1"},
+        {"mode": "P"},
+    ],
+)
+def test_polarity_size_and_mode_do_not_matter(variant):
+    reference = to_mnist(render_digit("4", (200, 200)))
+    other = to_mnist(render_digit("4", **{"size": (200, 200), **variant}))
+    assert (
+        torch.nn.functional.cosine_similarity(ink_of(reference).flatten(), ink_of(other).flatten(), dim=0)
+        > 0.85
+    )
+
+
+def test_transparency_is_the_ink():
+    gray = render_digit("3", (100, 100))
+    clear = Image.new("RGBA", gray.size, (255, 255, 255, 0))
+    clear.putalpha(Image.eval(gray, lambda v: 255 - v))  # opaque strokes on a clear background
+    a, b = to_mnist(gray), to_mnist(clear)
+    assert torch.nn.functional.cosine_similarity(ink_of(a).flatten(), ink_of(b).flatten(), dim=0) > 0.9
+
+
+def test_a_blank_image_is_a_clear_error():
+    with pytest.raises(MnistCnnError, match="blank"):
+        to_mnist(Image.new("L", (50, 50), 200))
+
+
+def save(image: Image.Image, path, fmt="PNG"):
+    image.save(path, fmt)
+    return path
+
+
+def test_load_image_reads_formats_and_rejects_bad_files(tmp_path):
+    digit = render_digit("5", (64, 64))
+    for fmt, suffix in (("PNG", "png"), ("JPEG", "jpg"), ("BMP", "bmp"), ("GIF", "gif")):
+        assert to_mnist(load_image(save(digit, tmp_path / f"d.{suffix}", fmt))).shape == (1, 28, 28)
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(MnistCnnError, match="not an image"):
+        load_image(tmp_path / "notes.png")
+    whole = (tmp_path / "d.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(MnistCnnError, match="truncated or corrupt"):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(MnistCnnError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_decompression_bombs_are_refused(tmp_path):
+    buffer = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(buffer, "PNG")  # 144 Mpixel in a small file
+    (tmp_path / "bomb.png").write_bytes(buffer.getvalue())
+    with pytest.raises(MnistCnnError, match="decompression bomb"):
+        load_image(tmp_path / "bomb.png")
+
+
+def test_folders_expand_to_their_image_files(tmp_path):
+    for name in ("b.png", "a.jpg"):
+        save(render_digit(), tmp_path / name, "PNG" if name.endswith("png") else "JPEG")
+    (tmp_path / "readme.txt").write_text("x")
+    assert [p.name for p in image_files([tmp_path])] == ["a.jpg", "b.png"]
+    assert image_files([tmp_path / "readme.txt"]) == [tmp_path / "readme.txt"]  # named files are kept
+
+
+def test_random_noise_never_crashes():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        h, w = rng.integers(1, 80, 2)
+        image = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8))
+        try:
+            out = to_mnist(image)
+        except MnistCnnError:
+            continue
+        assert out.shape == (1, 28, 28) and torch.isfinite(out).all()
