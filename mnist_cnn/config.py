@@ -73,7 +73,7 @@ SCHEDULES = ("onecycle", "restarts")
 # Each model's default training recipe: what differs from TrainConfig's defaults (the seed's).
 RECIPES: dict[str, dict[str, Any]] = {
     "seed": {},
-    "improved": {"epochs": 15, "schedule": "restarts", "lr": 0.1, "weight_decay": 5e-4, "augment": True},
+    "improved": {"epochs": 15, "schedule": "restarts", "lr": 0.1, "weight_decay": 2e-4, "augment": True},
 }
 
 

@@ -230,7 +230,7 @@ def _fit(
         output_dir = default_output_dir()
 
     for epoch in range(len(history) + 1, config.epochs + 1):
-        bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch", disable=not progress)
+        bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch") if progress else None
         lr = optimizer.param_groups[0]["lr"]  # at the epoch's first batch
         start = time.perf_counter()
         train_loss = train_epoch(
@@ -248,7 +248,8 @@ def _fit(
             progress=bar,
         )
         train_seconds = time.perf_counter() - start
-        bar.close()
+        if bar is not None:
+            bar.close()
         if not math.isfinite(train_loss):
             raise MnistCnnError(
                 f"the training loss became {train_loss} in epoch {epoch}; try a lower --lr (now {config.lr})"

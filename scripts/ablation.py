@@ -29,7 +29,12 @@ STEPS: list[tuple[str, dict]] = [
     ("+ Dropout 0.05", {"model": "improved", "model_args": {"padding": False}}),
     ("+ padding=1 (first two convs)", {"model": "improved"}),
     ("+ augmentation", {"model": "improved", "augment": True}),
-    ("+ schedule: restarts, lr 0.1, wd 5e-4 (= --model improved)", default_config("improved").to_dict()),
+    (
+        "+ recipe: {schedule} schedule, lr {lr}, weight decay {weight_decay} (= --model improved)".format(
+            **default_config("improved").to_dict()
+        ),
+        default_config("improved").to_dict(),
+    ),
 ]
 
 
