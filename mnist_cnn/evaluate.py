@@ -22,7 +22,9 @@ from .train import format_test_line, select_device
 
 
 @torch.inference_mode()
-def evaluation_report(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> dict:
+def evaluation_report(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+) -> dict:
     """Loss, accuracy, per-digit accuracy, confusion matrix and the mistakes, most confident first."""
     model.eval()
     log_probs = torch.cat([model(x) for x in images.split(batch_size)]).float()

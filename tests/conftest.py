@@ -60,7 +60,7 @@ def mnist_dir(tmp_path_factory) -> Path:
     return write_mnist(tmp_path_factory.mktemp("synthetic"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_mnist_dir() -> Path:
     """The real MNIST data folder from $MNIST_DATA_DIR; skips when it is not there."""
     value = os.environ.get("MNIST_DATA_DIR")
