@@ -13,7 +13,6 @@ __all__ = [
     "TrainConfig",
     "build_model",
     "count_parameters",
-    "evaluate",
     "fit",
     "load_checkpoint",
     "load_mnist",
@@ -27,8 +26,9 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # The training functions are imported on first use: importing mnist_cnn.train here would
-    # make `python -m mnist_cnn.train` warn that the module was imported twice.
-    if name in {"evaluate", "fit", "train_epoch"}:
+    # make `python -m mnist_cnn.train` warn that the module was imported twice. (The function
+    # `evaluate` is mnist_cnn.train.evaluate: mnist_cnn.evaluate is the evaluate command.)
+    if name in {"fit", "train_epoch"}:
         from . import train
 
         return getattr(train, name)

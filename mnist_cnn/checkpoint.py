@@ -7,13 +7,14 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import MnistCnnError
+from .errors import MnistCnnError, first_line
 from .model import MODELS, build_model
 
 
@@ -55,12 +56,24 @@ def write_metrics(output_dir: str | os.PathLike, history: list[dict]) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint with weights_only=True: tensors and plain data only, never code."""
     path = Path(path)
+    if path.is_dir():
+        raise MnistCnnError(f"checkpoint {path} is a folder, not a file")
     if not path.is_file():
         raise MnistCnnError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error says enough
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails in many ways on bytes that are not a checkpoint
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error)
+        if "WeightsUnpickler error:" in text:
+            # Not torch's own advice (weights_only=False would run whatever code the file holds).
+            detail = first_line(RuntimeError(text.split("WeightsUnpickler error:", 1)[1]))
+            reason = f"refused by torch.load(weights_only=True), which loads only tensors and plain data ({detail})"
+        else:
+            reason = (
+                f"not a file torch.save wrote, or a damaged one ({type(error).__name__}: {first_line(error)})"
+            )
         raise MnistCnnError(f"{path} is not a readable checkpoint: {reason}") from None
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:
         raise MnistCnnError(f"{path} is not an mnist-cnn checkpoint (no model_state)")
@@ -77,6 +90,5 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> n
     try:
         model.load_state_dict(checkpoint["model_state"])
     except (RuntimeError, TypeError, AttributeError) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise MnistCnnError(f"{path} does not fit the {name!r} model: {reason}") from None
+        raise MnistCnnError(f"{path} does not fit the {name!r} model: {first_line(error)}") from None
     return model.to(device).eval()

@@ -15,17 +15,45 @@ class MnistCnnError(Exception):
     """A problem the user can fix (a bad flag, missing data, a bad file): one clear line."""
 
 
+class TrainingInterrupted(MnistCnnError):
+    """SIGINT or SIGTERM stopped training after a whole batch; the run was saved to resume."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one short line: its message's first line, else its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
-    """Turn MnistCnnError and Ctrl-C into one line on stderr and a non-zero exit, no traceback."""
+    """Turn MnistCnnError and Ctrl-C into one line on stderr and a non-zero exit, no traceback.
+
+    Exit status 2 for the user's errors; 128 + the signal for an interrupted run (130 for
+    Ctrl-C, 143 for SIGTERM), as shells do. With --debug the traceback is shown instead.
+    """
 
     @wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(argv: list[str] | None = None) -> T:
+        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
         try:
-            return main(*args, **kwargs)
+            return main(argv)
+        except TrainingInterrupted as error:
+            if debug:
+                raise
+            print(f"interrupted: {error}", file=sys.stderr)
+            raise SystemExit(128 + error.signal_number) from None
         except MnistCnnError as error:
+            if debug:
+                raise
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
+            if debug:
+                raise
             print("interrupted", file=sys.stderr)
             raise SystemExit(130) from None
 
@@ -33,7 +61,14 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (and exit status 2), like every other error."""
+    """argparse, but a bad flag is one line on stderr (and exit status 2), like every other error;
+    and every command takes --debug."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--debug", action="store_true", default=False, help="show the traceback of an error"
+        )
 
     def error(self, message: str) -> None:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")

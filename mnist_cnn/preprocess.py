@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import normalize
-from .errors import MnistCnnError
+from .errors import MnistCnnError, first_line
 
 DIGIT_BOX = 20  # pixels: the longer side of the digit
 FIELD = 28
@@ -44,7 +44,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MnistCnnError(f"{path}: too many pixels (a possible decompression bomb)") from None
     except Exception as error:  # decoders fail in many ways on damaged files
-        raise MnistCnnError(f"{path}: truncated or corrupt image ({error})".splitlines()[0]) from None
+        raise MnistCnnError(f"{path}: truncated or corrupt image ({first_line(error)})") from None
 
 
 def ink(image: Image.Image) -> np.ndarray:

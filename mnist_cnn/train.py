@@ -11,9 +11,12 @@ import contextlib
 import dataclasses
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -26,8 +29,8 @@ from tqdm import tqdm
 from .augment import random_affine
 from .checkpoint import load_checkpoint, save_checkpoint, write_metrics
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
-from .data import load_mnist, resolve_data_dir, shuffled_batches
-from .errors import ArgumentParser, MnistCnnError, exit_on_error
+from .data import epoch_order, load_mnist, resolve_data_dir
+from .errors import ArgumentParser, MnistCnnError, TrainingInterrupted, exit_on_error, first_line
 from .model import MODELS, build_model, count_parameters
 from .plots import NoMatplotlib, draw_curves
 
@@ -59,6 +62,41 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+@dataclass
+class EpochPosition:
+    """How far a run is through an epoch: enough to stop after any batch and later go on exactly
+    as if it had not stopped."""
+
+    order: torch.Tensor  # the epoch's shuffled order of the training set
+    lr: float  # the learning rate at the epoch's first batch, for its record
+    step: int = 0  # batches done
+    loss_sum: torch.Tensor | None = None  # their summed training loss, on the training device
+    seen: int = 0  # images done
+
+    @classmethod
+    def start(
+        cls, n: int, generator: torch.Generator, optimizer: torch.optim.Optimizer, device: torch.device
+    ) -> EpochPosition:
+        """A new epoch: draw its order of n images."""
+        order = epoch_order(n, generator)
+        return cls(order, optimizer.param_groups[0]["lr"], loss_sum=torch.zeros((), device=device))
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "loss_sum": self.loss_sum.cpu()}
+
+    @classmethod
+    def from_dict(cls, data: dict, device: torch.device) -> EpochPosition:
+        return cls(**{**data, "loss_sum": data["loss_sum"].to(device)})
+
+
+class EpochStopped(Exception):
+    """train_epoch stopped after a batch because stop() said so; position says where."""
+
+    def __init__(self, position: EpochPosition, signal_number: int) -> None:
+        super().__init__(f"stopped after batch {position.step}")
+        self.position, self.signal_number = position, signal_number
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -73,17 +111,23 @@ def train_epoch(
     max_batches: int | None = None,
     log_interval: int = 10,
     progress: tqdm | None = None,
+    position: EpochPosition | None = None,
+    stop: Callable[[], int | None] | None = None,
 ) -> float:
     """Train one epoch of shuffled mini-batches; returns the mean training loss.
 
     generator draws the batches' order and, with augment, each image's random distortion.
+    position continues an epoch from where it stopped. stop is asked after every batch; when it
+    returns a signal number, the epoch stops there with EpochStopped. A loss that is no longer
+    finite stops the run with MnistCnnError (checked every log_interval batches).
     """
     model.train()
-    total_loss = torch.zeros((), device=images.device)  # summed on the device: no sync per step
-    seen = 0
-    for step, index in enumerate(shuffled_batches(len(images), batch_size, generator, images.device)):
-        if max_batches is not None and step >= max_batches:
-            break
+    if position is None:
+        position = EpochPosition.start(len(images), generator, optimizer, images.device)
+    batches = position.order.to(images.device).split(batch_size)[:max_batches]
+    if progress is not None:
+        progress.update(position.step)
+    for index in batches[position.step :]:
         x = random_affine(images[index], generator) if augment else images[index]
         with autocast(images.device, precision):
             loss = F.nll_loss(model(x), labels[index])
@@ -91,14 +135,23 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total_loss += loss.detach() * len(index)
-        seen += len(index)
-        if progress is not None and step % log_interval == 0:
-            progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            progress.update(min(step + 1, progress.total) - progress.n)
-    if progress is not None:
-        progress.update(progress.total - progress.n)
-    return total_loss.item() / max(seen, 1)
+        # Summed on the device: no wait for the device but every log_interval batches.
+        position.loss_sum += loss.detach() * len(index)
+        position.seen += len(index)
+        position.step += 1
+        if position.step % log_interval == 0 or position.step == len(batches):
+            if not math.isfinite(position.loss_sum.item()):
+                raise MnistCnnError(
+                    f"the training loss became {loss.item()} by batch {position.step}: training "
+                    "diverged; try a lower --lr"
+                )
+            if progress is not None:
+                progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                progress.update(position.step - progress.n)
+        signal_number = stop() if stop is not None else None
+        if signal_number is not None:
+            raise EpochStopped(position, signal_number)
+    return position.loss_sum.item() / max(position.seen, 1)
 
 
 @torch.inference_mode()
@@ -181,8 +234,32 @@ def fit(
     the result is bitwise the same as an uninterrupted run's. With config.output_dir, metrics
     and curves are written there; with config.save_model, checkpoints too.
     """
-    with cpu_threads(config.threads):
-        return _fit(config, on_epoch, progress, resume)
+    with cpu_threads(config.threads), stop_signals() as stop:
+        return _fit(config, on_epoch, progress, resume, stop)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[Callable[[], int | None]]:
+    """While training, SIGINT (Ctrl-C) and SIGTERM ask it to stop after the current batch, so the
+    run can be saved whole; a second one stops it at once. Yields stop(): the first signal
+    received, else None. Outside the main thread (where Python allows no handlers) nothing
+    changes."""
+    received: list[int] = []
+
+    def handler(signal_number: int, frame) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal_number)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -202,6 +279,7 @@ def _fit(
     on_epoch: Callable[[dict], None] | None,
     progress: bool,
     resume: str | os.PathLike | None,
+    stop: Callable[[], int | None],
 ) -> History:
     device = select_device(config.device)
     if device.type == "cuda":
@@ -222,38 +300,42 @@ def _fit(
     steps_per_epoch = -(-len(train_images) // config.batch_size)
     optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
     history: History = []
+    position = None  # where a resumed run stopped within an epoch
     if resume is not None:
-        history = restore_run(load_checkpoint(resume), model, optimizer, scheduler, generator)
+        history, position = restore_run(load_checkpoint(resume), model, optimizer, scheduler, generator)
     max_batches = 1 if config.dry_run else None
     output_dir = Path(config.output_dir) if config.output_dir else None
     if config.save_model and output_dir is None:
         output_dir = default_output_dir()
+    run = partial(run_state, config, history, model, optimizer, scheduler, generator)
 
     for epoch in range(len(history) + 1, config.epochs + 1):
         bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch") if progress else None
-        lr = optimizer.param_groups[0]["lr"]  # at the epoch's first batch
+        position = position or EpochPosition.start(len(train_images), generator, optimizer, device)
         start = time.perf_counter()
-        train_loss = train_epoch(
-            model,
-            optimizer,
-            scheduler,
-            train_images,
-            train_labels,
-            batch_size=config.batch_size,
-            generator=generator,
-            precision=config.precision,
-            augment=config.augment,
-            max_batches=max_batches,
-            log_interval=config.log_interval,
-            progress=bar,
-        )
-        train_seconds = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        if not math.isfinite(train_loss):
-            raise MnistCnnError(
-                f"the training loss became {train_loss} in epoch {epoch}; try a lower --lr (now {config.lr})"
+        try:
+            train_loss = train_epoch(
+                model,
+                optimizer,
+                scheduler,
+                train_images,
+                train_labels,
+                batch_size=config.batch_size,
+                generator=generator,
+                precision=config.precision,
+                augment=config.augment,
+                max_batches=max_batches,
+                log_interval=config.log_interval,
+                progress=bar,
+                position=position,
+                stop=stop,
             )
+        except EpochStopped as stopped:
+            raise interrupted(output_dir, run(position=stopped.position), stopped.signal_number) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         test_loss, correct, total = evaluate(
             model,
@@ -271,13 +353,14 @@ def _fit(
                 "test_correct": correct,
                 "test_total": total,
                 "test_accuracy": correct / total,
-                "lr": lr,
+                "lr": position.lr,
                 "train_seconds": train_seconds,
                 "test_seconds": time.perf_counter() - start,
             }
         )
+        position = None
         if output_dir is not None:
-            save_run(output_dir, config, history, model, optimizer, scheduler, generator)
+            save_run(output_dir, run(), save_model=config.save_model)
         if on_epoch is not None:
             on_epoch(history[-1])
         if config.dry_run:
@@ -290,26 +373,18 @@ def default_output_dir() -> Path:
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def save_run(
-    output_dir: Path,
+def run_state(
     config: TrainConfig,
     history: History,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
-) -> None:
-    """After an epoch: metrics.json, metrics.csv and curves.png; with save_model, last.pt and,
-    when the test accuracy is the best so far, best.pt."""
-    write_metrics(output_dir, history)
-    try:
-        draw_curves(history, output_dir / "curves.png")
-    except NoMatplotlib as error:
-        if len(history) == 1:  # say it once a run
-            print(f"note: {error}", file=sys.stderr)
-    if not config.save_model:
-        return
-    checkpoint = {
+    position: EpochPosition | None = None,
+) -> dict:
+    """A resumable checkpoint of the run as it stands: after len(history) epochs, and position
+    into the next one when it stopped part-way."""
+    return {
         "model": config.model,
         "model_args": config.model_args,
         "model_state": model.state_dict(),
@@ -321,12 +396,41 @@ def save_run(
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         },
         "epoch": len(history),
+        "position": position.to_dict() if position is not None else None,
         "config": config.to_dict(),
-        "history": history,
+        "history": list(history),
     }
+
+
+def save_run(output_dir: Path, checkpoint: dict, save_model: bool) -> None:
+    """After an epoch: metrics.json, metrics.csv and curves.png; with save_model, last.pt and,
+    when the test accuracy is the best so far, best.pt."""
+    history = checkpoint["history"]
+    write_metrics(output_dir, history)
+    try:
+        draw_curves(history, output_dir / "curves.png")
+    except NoMatplotlib as error:
+        if len(history) == 1:  # say it once a run
+            print(f"note: {error}", file=sys.stderr)
+    if not save_model:
+        return
     save_checkpoint(output_dir / "last.pt", checkpoint)
     if history[-1]["test_accuracy"] >= max(m["test_accuracy"] for m in history):
         save_checkpoint(output_dir / "best.pt", checkpoint)
+
+
+def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -> TrainingInterrupted:
+    """Save a run stopped by a signal as last.pt, and the error that tells how to resume it."""
+    where = f"after batch {checkpoint['position']['step']} of epoch {checkpoint['epoch'] + 1}"
+    name = signal.Signals(signal_number).name
+    if output_dir is None:
+        return TrainingInterrupted(f"{name} {where}; nothing saved (no output folder)", signal_number)
+    path = output_dir / "last.pt"
+    save_checkpoint(path, checkpoint)
+    return TrainingInterrupted(
+        f"{name} {where}; saved {path}; go on with: python -m mnist_cnn.train --resume {path}",
+        signal_number,
+    )
 
 
 def restore_run(
@@ -335,8 +439,9 @@ def restore_run(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
-) -> History:
-    """Put a run saved by save_run back in place; returns its history so far."""
+) -> tuple[History, EpochPosition | None]:
+    """Put a run saved by run_state back in place; returns its history so far and, when it
+    stopped within an epoch, where."""
     try:
         model.load_state_dict(checkpoint["model_state"])
         optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -346,9 +451,11 @@ def restore_run(
         generator.set_state(rng["generator"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        return list(checkpoint["history"])
+        position = checkpoint.get("position")
+        device = next(model.parameters()).device
+        return list(checkpoint["history"]), position and EpochPosition.from_dict(position, device)
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
-        raise MnistCnnError(f"cannot resume from this checkpoint: {error}".splitlines()[0]) from None
+        raise MnistCnnError(f"cannot resume from this checkpoint: {first_line(error)}") from None
 
 
 def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfig:
@@ -455,6 +562,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | 
     add("--resume", metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT (a last.pt)")
     add("--no-progress", action="store_true", help="no progress bar")
     args = vars(p.parse_args(argv))
+    args.pop("debug")
     progress = not args.pop("no_progress", False)
     if args.pop("no_accel", False):
         args["device"] = "cpu"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mnist_cnn import MnistCnnError, load_mnist
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, RAW_FILES, resolve_data_dir, shuffled_batches
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, RAW_FILES, epoch_order, resolve_data_dir
 
 from .conftest import synthetic_digits, write_mnist
 
@@ -38,13 +38,39 @@ def test_missing_files_without_network_name_the_folder_and_files(tmp_path):
     assert "\n" not in message
 
 
-def test_corrupt_file_is_a_clear_error(mnist_dir, tmp_path):
-    root = tmp_path / "corrupt"
+def cut(data: bytes) -> bytes:
+    return data[:5000]
+
+
+def wrong_magic(data: bytes) -> bytes:
+    return b"\x00\x00\x08\x02" + data[4:]
+
+
+def too_long(data: bytes) -> bytes:
+    return data + b"\x00" * 7
+
+
+def empty(data: bytes) -> bytes:
+    return b""
+
+
+@pytest.mark.parametrize(
+    "name, damage, needle",
+    [
+        ("train-images-idx3-ubyte", cut, "truncated"),
+        ("train-images-idx3-ubyte", wrong_magic, "wrong magic number 0x00000802"),
+        ("train-labels-idx1-ubyte", too_long, "too long"),
+        ("train-labels-idx1-ubyte", empty, "not even an IDX header"),
+    ],
+)
+def test_damaged_files_are_clear_errors_naming_the_file(mnist_dir, tmp_path, name, damage, needle):
+    root = tmp_path / "damaged"
     shutil.copytree(mnist_dir, root)
-    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    images.write_bytes(images.read_bytes()[:5000])  # truncated
-    with pytest.raises(MnistCnnError, match="could not read the MNIST files"):
+    path = root / "MNIST" / "raw" / name
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(MnistCnnError) as error:
         load_mnist(root, train=True)
+    assert str(error.value).startswith(f"{path}: ") and needle in str(error.value)
 
 
 def test_counts_that_disagree_are_a_clear_error(tmp_path):
@@ -52,15 +78,33 @@ def test_counts_that_disagree_are_a_clear_error(tmp_path):
     other = write_mnist(tmp_path / "b", n_train=48, n_test=32)
     name = "train-labels-idx1-ubyte"
     (root / "MNIST" / "raw" / name).write_bytes((other / "MNIST" / "raw" / name).read_bytes())
-    with pytest.raises(MnistCnnError):
+    with pytest.raises(MnistCnnError, match="64 images but train-labels-idx1-ubyte 48 labels"):
         load_mnist(root, train=True)
 
 
-def test_shuffled_batches_cover_every_index_once_and_are_seeded():
-    batches = list(shuffled_batches(10, 4, torch.Generator().manual_seed(5)))
-    assert [len(b) for b in batches] == [4, 4, 2]
-    assert sorted(torch.cat(batches).tolist()) == list(range(10))
-    again = list(shuffled_batches(10, 4, torch.Generator().manual_seed(5)))
-    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
-    other = torch.cat(list(shuffled_batches(10, 4, torch.Generator().manual_seed(6))))
-    assert not torch.equal(torch.cat(batches), other)
+def test_a_file_as_data_dir_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(MnistCnnError, match="is a file, not a folder"):
+        load_mnist(tmp_path / "file", train=True)
+
+
+def test_a_data_folder_that_holds_the_files_is_only_read(mnist_dir, tmp_path):
+    root = tmp_path / "readonly"
+    shutil.copytree(mnist_dir, root)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    for path in before:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        load_mnist(root, train=True)
+        load_mnist(root, train=False)
+        assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before  # nothing added or changed
+    finally:
+        for path in before:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_epoch_order_covers_every_index_once_and_is_seeded():
+    order = epoch_order(10, torch.Generator().manual_seed(5))
+    assert sorted(order.tolist()) == list(range(10))
+    assert torch.equal(order, epoch_order(10, torch.Generator().manual_seed(5)))
+    assert not torch.equal(order, epoch_order(10, torch.Generator().manual_seed(6)))

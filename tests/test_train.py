@@ -4,9 +4,9 @@ import dataclasses
 import pytest
 import torch
 
-from mnist_cnn import MnistCnnError, Net, TrainConfig, evaluate, fit
+from mnist_cnn import MnistCnnError, Net, TrainConfig, fit
 from mnist_cnn.config import RECIPES, default_config
-from mnist_cnn.train import autocast, cpu_threads, format_test_line, parse_args, select_device
+from mnist_cnn.train import autocast, cpu_threads, evaluate, format_test_line, parse_args, select_device
 
 from .conftest import RAW_NAMES
 
@@ -194,3 +194,13 @@ def test_restarts_schedule_trains(mnist_dir):
     history = fit(small_config(mnist_dir, schedule="restarts", epochs=3))
     assert [m["lr"] for m in history] == pytest.approx([0.05, 0.05, 0.025])  # restart, then mid-cycle
     assert history[-1]["test_accuracy"] > 0.5
+
+
+def test_package_names_are_not_shadowed_by_the_command_modules():
+    import mnist_cnn
+    import mnist_cnn.evaluate
+    import mnist_cnn.export
+    import mnist_cnn.predict  # noqa: F401
+
+    for name in mnist_cnn.__all__:
+        assert not isinstance(getattr(mnist_cnn, name), type(mnist_cnn)), name
