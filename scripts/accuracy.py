@@ -34,16 +34,23 @@ def main() -> None:
 
     machine = describe_machine(args.device)
     print(f"\n`--model {args.model}` defaults, {config.epochs} epoch(s); {caption(machine)}\n")
-    print(f"| seed | epoch 1 | final (epoch {config.epochs}) | best epoch | train s/epoch |")
-    print("|---:|---:|---:|---:|---:|")
-    for seed, accuracy in zip(args.seeds, result["accuracy"], strict=True):
-        best = max(range(len(accuracy)), key=accuracy.__getitem__)
-        print(
-            f"| {seed} | {100 * accuracy[0]:.2f}% | {100 * accuracy[-1]:.2f}% "
-            f"| {100 * accuracy[best]:.2f}% (epoch {best + 1}) | {result['seconds_per_epoch']:.1f} |"
-        )
     finals = [a[-1] for a in result["accuracy"]]
-    print(f"| mean | | {100 * statistics.mean(finals):.2f}% (min {100 * min(finals):.2f}%) | | |")
+    seconds = f"{result['seconds_per_epoch']:.1f}"
+    if config.epochs == 1:
+        print("| seed | test accuracy | train s/epoch |\n|---:|---:|---:|")
+        for seed, accuracy in zip(args.seeds, finals, strict=True):
+            print(f"| {seed} | {100 * accuracy:.2f}% | {seconds} |")
+    else:
+        print(f"| seed | epoch 1 | final (epoch {config.epochs}) | best epoch | train s/epoch |")
+        print("|---:|---:|---:|---:|---:|")
+        for seed, accuracy in zip(args.seeds, result["accuracy"], strict=True):
+            best = max(range(len(accuracy)), key=accuracy.__getitem__)
+            print(
+                f"| {seed} | {100 * accuracy[0]:.2f}% | {100 * accuracy[-1]:.2f}% "
+                f"| {100 * accuracy[best]:.2f}% (epoch {best + 1}) | {seconds} |"
+            )
+    mean = f"{100 * statistics.mean(finals):.2f}% (min {100 * min(finals):.2f}%)"
+    print(f"| mean | {mean} | |" if config.epochs == 1 else f"| mean | | {mean} | | |")
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"machine": machine, "config": config.to_dict(), **result}, file, indent=2)
