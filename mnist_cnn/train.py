@@ -307,6 +307,7 @@ def _fit(
     output_dir = Path(config.output_dir) if config.output_dir else None
     if config.save_model and output_dir is None:
         output_dir = default_output_dir()
+    # run(): the run as a checkpoint, as it stands now (history grows in place below).
     run = partial(run_state, config, history, model, optimizer, scheduler, generator)
 
     for epoch in range(len(history) + 1, config.epochs + 1):

@@ -79,20 +79,11 @@ def test_default_data_dir_is_data_in_the_working_directory(tmp_path):
     assert_one_line_error(result, os.path.join("data", "MNIST", "raw"))
 
 
-@pytest.mark.parametrize(
-    "args, needle",
-    [
-        (["--epochs", "0"], "--epochs"),
-        (["--epochs", "two"], "--epochs"),
-        (["--lr", "-1"], "--lr"),
-        (["--batch-size", "0"], "--batch-size"),
-        (["--model", "resnet"], "--model"),
-        (["--device", "toaster"], "--device"),
-        (["--frobnicate"], "--frobnicate"),
-    ],
-)
-def test_bad_flags_are_one_line_errors(mnist_dir, args, needle):
-    assert_one_line_error(run(*args, "--data-dir", str(mnist_dir)), needle)
+@pytest.mark.parametrize("args", [["--epochs", "two"], ["--lr", "-1"]])
+def test_bad_flags_are_one_line_errors_from_a_real_shell_command(mnist_dir, args):
+    """One argparse error and one value check, as a user's shell sees them; every bad flag is in
+    tests/test_reliability.py's matrix."""
+    assert_one_line_error(run(*args, "--data-dir", str(mnist_dir)), args[0])
 
 
 def test_help_lists_the_pytorch_examples_flags():
