@@ -68,7 +68,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         text = str(error)
         if "WeightsUnpickler error:" in text:
             # Not torch's own advice (weights_only=False would run whatever code the file holds).
-            detail = first_line(RuntimeError(text.split("WeightsUnpickler error:", 1)[1]))
+            detail = first_line(text.split("WeightsUnpickler error:", 1)[1])
             reason = f"refused by torch.load(weights_only=True), which loads only tensors and plain data ({detail})"
         else:
             reason = (

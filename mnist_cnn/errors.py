@@ -23,8 +23,8 @@ class TrainingInterrupted(MnistCnnError):
         self.signal_number = signal_number
 
 
-def first_line(error: BaseException) -> str:
-    """An exception as one short line: its message's first line, else its type's name."""
+def first_line(error: BaseException | str) -> str:
+    """An exception (or a message) as one short line: its first line, else the exception's type."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

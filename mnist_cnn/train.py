@@ -69,8 +69,8 @@ class EpochPosition:
 
     order: torch.Tensor  # the epoch's shuffled order of the training set
     lr: float  # the learning rate at the epoch's first batch, for its record
+    loss_sum: torch.Tensor  # the summed training loss of the batches done, on the training device
     step: int = 0  # batches done
-    loss_sum: torch.Tensor | None = None  # their summed training loss, on the training device
     seen: int = 0  # images done
 
     @classmethod
@@ -79,7 +79,7 @@ class EpochPosition:
     ) -> EpochPosition:
         """A new epoch: draw its order of n images."""
         order = epoch_order(n, generator)
-        return cls(order, optimizer.param_groups[0]["lr"], loss_sum=torch.zeros((), device=device))
+        return cls(order, optimizer.param_groups[0]["lr"], torch.zeros((), device=device))
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "loss_sum": self.loss_sum.cpu()}
