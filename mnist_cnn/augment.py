@@ -20,20 +20,34 @@ def random_affine(
     translate: float = TRANSLATE,
     scale: tuple[float, float] = SCALE,
 ) -> torch.Tensor:
-    """Rotate, shift and scale each image (N, C, H, W) by its own random amount.
+    """Rotate, shift and scale each image (N, C, H, W) by its own random amount."""
+    return distort(images, random_distortions(len(images), generator, degrees, translate, scale))
 
-    The amounts are drawn on the CPU from generator, so a seed gives the same distortions on any
-    device; the resampling runs where images are. Pixels pulled in from outside the image repeat
-    the border, which in MNIST is background.
+
+def random_distortions(
+    n: int,
+    generator: torch.Generator,
+    degrees: float = DEGREES,
+    translate: float = TRANSLATE,
+    scale: tuple[float, float] = SCALE,
+) -> torch.Tensor:
+    """n random affine distortions as (n, 2, 3) matrices, for `distort`.
+
+    They are drawn on the CPU from generator, so a seed gives the same distortions on any device.
     """
-    n = len(images)
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
     zoom = scale[0] + torch.rand(n, generator=generator) * (scale[1] - scale[0])
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 * translate)  # grid spans [-1, 1]
     # theta maps output coordinates to input coordinates: the inverse of the distortion.
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack(
+    return torch.stack(
         [torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1
-    ).to(images.device, images.dtype)
+    )
+
+
+def distort(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample each image (N, C, H, W) through its affine matrix theta (N, 2, 3), where the images
+    are. Pixels pulled in from outside the image repeat the border, which in MNIST is background."""
+    theta = theta.to(images.device, images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -9,11 +9,12 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from .data import DATASETS, MNIST_NORMALIZATION, Normalization
 from .errors import MnistCnnError, first_line
 from .model import MODELS, build_model
 
@@ -80,15 +81,46 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
-    """The trained net stored in a checkpoint, on device, in eval mode."""
+class TrainedModel(NamedTuple):
+    """A trained net, ready in eval mode, and what its inputs must be."""
+
+    model: nn.Module
+    dataset: str  # the data set it learnt (a key of data.DATASETS)
+    normalization: Normalization  # the (mean, std) its inputs were normalized with
+
+
+def load_trained(
+    path: str | os.PathLike, device: torch.device | str = "cpu", dataset: str | None = None
+) -> TrainedModel:
+    """The trained net stored in a checkpoint, on device, in eval mode, with the data set it learnt
+    and its normalization. With dataset, a checkpoint trained on another data set is refused."""
     checkpoint = load_checkpoint(path)
     name = checkpoint.get("model", "seed")
     if name not in MODELS:
         raise MnistCnnError(f"{path} holds an unknown model {name!r}")
+    # Checkpoints from before --dataset learnt MNIST.
+    trained_on = checkpoint.get("dataset", "mnist")
+    try:
+        mean, std = map(float, checkpoint.get("normalization", MNIST_NORMALIZATION))
+    except (TypeError, ValueError):
+        raise MnistCnnError(f"{path} holds a damaged normalization entry") from None
+    if trained_on not in DATASETS:
+        raise MnistCnnError(f"{path} was trained on an unknown data set {trained_on!r}")
+    if dataset is not None and dataset != trained_on:
+        raise MnistCnnError(
+            f"{path} was trained on {trained_on}, not {dataset}: use --dataset {trained_on}, or a "
+            f"checkpoint trained on {dataset}"
+        )
     model = build_model(name, **checkpoint.get("model_args", {}))
     try:
         model.load_state_dict(checkpoint["model_state"])
     except (RuntimeError, TypeError, AttributeError) as error:
         raise MnistCnnError(f"{path} does not fit the {name!r} model: {first_line(error)}") from None
-    return model.to(device).eval()
+    return TrainedModel(model.to(device).eval(), trained_on, (mean, std))
+
+
+def load_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu", dataset: str | None = None
+) -> nn.Module:
+    """The trained net stored in a checkpoint, on device, in eval mode (see load_trained)."""
+    return load_trained(path, device, dataset).model

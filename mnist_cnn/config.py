@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .data import DATASETS
 from .errors import MnistCnnError
 
 
@@ -15,8 +16,9 @@ class TrainConfig:
 
     model: str = "seed"
     model_args: dict[str, Any] = field(default_factory=dict)  # the net's constructor arguments
+    dataset: str = "mnist"  # a key of data.DATASETS
     epochs: int = 1
-    batch_size: int = 64
+    batch_size: int = 64  # the global batch: under torchrun, the processes share each batch
     test_batch_size: int = 1000
     lr: float = 0.03  # peak learning rate of the one-cycle schedule
     schedule: str = "onecycle"  # or "restarts": see train.build_optimizer
@@ -53,6 +55,8 @@ class TrainConfig:
             raise MnistCnnError(f"--log-interval must be at least 1, got {self.log_interval}")
         if self.schedule not in SCHEDULES:
             raise MnistCnnError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.dataset not in DATASETS:
+            raise MnistCnnError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.precision not in PRECISIONS:
             raise MnistCnnError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

@@ -1,4 +1,4 @@
-"""MNIST in, normalized tensors and seeded batches out.
+"""The MNIST family in, normalized tensors and seeded batches out.
 
 torchvision reads (and when it can, downloads) the files; each split is then held in memory as
 one tensor on the training device, so a training step only indexes it.
@@ -8,22 +8,109 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torchvision import datasets
 
 from .errors import MnistCnnError, first_line
 
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
-RAW_FILES = (
+Normalization = tuple[float, float]  # (mean, std) of a training split's pixels, scaled to [0, 1]
+
+MNIST_NORMALIZATION: Normalization = (0.1307, 0.3081)
+DATA_DIR_ENV = "MNIST_DATA_DIR"
+DIGITS = tuple("0123456789")
+MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-DATA_DIR_ENV = "MNIST_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One member of the MNIST family: how torchvision opens it, where its files lie
+    (<root>/<folder>/raw/), and its class names."""
+
+    open: Callable[[Path, bool], datasets.MNIST]  # (root, train) -> torchvision's data set
+    folder: str
+    files: tuple[str, str, str, str]  # train images, train labels, test images, test labels
+    classes: tuple[str, ...]
+    transposed: bool = False  # EMNIST stores each image transposed
+    hint: str = ""  # where else to get the files
+
+    def split_files(self, root: Path, train: bool) -> tuple[Path, Path]:
+        """The (images, labels) files of a split."""
+        names = self.files[:2] if train else self.files[2:]
+        return root / self.folder / "raw" / names[0], root / self.folder / "raw" / names[1]
+
+
+DATASETS: dict[str, Dataset] = {
+    "mnist": Dataset(
+        lambda root, train: datasets.MNIST(root, train, download=True), "MNIST", MNIST_FILES, DIGITS
+    ),
+    "fashion-mnist": Dataset(
+        lambda root, train: datasets.FashionMNIST(root, train, download=True),
+        "FashionMNIST",
+        MNIST_FILES,
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        hint="Debian's dataset-fashion-mnist package has them: gunzip /usr/share/datasets/fashion-mnist/*.gz there",
+    ),
+    "kmnist": Dataset(
+        lambda root, train: datasets.KMNIST(root, train, download=True),
+        "KMNIST",
+        MNIST_FILES,
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    ),
+    # QMNIST's test split is its first 10,000 images (test10k): MNIST's test set, reconstructed,
+    # so that accuracies compare with MNIST's. Its labels file holds 8 columns; the class is the first.
+    "qmnist": Dataset(
+        lambda root, train: datasets.QMNIST(root, what="train" if train else "test10k", download=True),
+        "QMNIST",
+        (
+            "qmnist-train-images-idx3-ubyte",
+            "qmnist-train-labels-idx2-int",
+            "qmnist-test-images-idx3-ubyte",
+            "qmnist-test-labels-idx2-int",
+        ),
+        DIGITS,
+    ),
+    "emnist-digits": Dataset(
+        lambda root, train: datasets.EMNIST(root, split="digits", train=train, download=True),
+        "EMNIST",
+        (
+            "emnist-digits-train-images-idx3-ubyte",
+            "emnist-digits-train-labels-idx1-ubyte",
+            "emnist-digits-test-images-idx3-ubyte",
+            "emnist-digits-test-labels-idx1-ubyte",
+        ),
+        DIGITS,
+        transposed=True,
+    ),
+}
+
+
+def get_dataset(name: str) -> Dataset:
+    """The data set called name (the --dataset flag), or a clear error."""
+    if name not in DATASETS:
+        raise MnistCnnError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    return DATASETS[name]
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -31,53 +118,111 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data")
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (any shape) -> float32 with MNIST's mean and std."""
-    return (images.float() / 255 - MNIST_MEAN) / MNIST_STD
-
-
-def load_mnist(
-    root: str | os.PathLike, train: bool, device: torch.device | str = "cpu"
+def read_split(
+    root: str | os.PathLike, train: bool, dataset: str = "mnist"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split as (images (N, 1, 28, 28) float32 normalized, labels (N,) int64) on device.
+    """One split as stored: (images (N, 1, 28, 28) uint8, upright; labels (N,) int64).
 
     Downloads into root when the files are missing and the network allows; root is written
     only then, so a read-only folder that holds the files works.
     """
-    root = Path(root)
-    raw = root / "MNIST" / "raw"
+    spec, root = get_dataset(dataset), Path(root)
     if root.exists() and not root.is_dir():
         raise MnistCnnError(f"--data-dir {root} is a file, not a folder")
-    files = [raw / name for name in (RAW_FILES[:2] if train else RAW_FILES[2:])]
+    files = spec.split_files(root, train)
+    raw = files[0].parent
     try:
-        dataset = datasets.MNIST(root, train=train, download=True)
+        data = spec.open(root, train)
     except Exception as error:  # torchvision raises many types for missing, unreadable or bad files
         if not all(path.is_file() for path in files):
+            hint = f" ({spec.hint})" if spec.hint else ""
             raise MnistCnnError(
-                f"MNIST is not in {raw} and could not be downloaded ({first_line(error)}); put the "
-                f"files {', '.join(RAW_FILES)} there, or point --data-dir or {DATA_DIR_ENV} "
-                "at the folder that holds MNIST/raw/"
+                f"{dataset} is not in {raw} and could not be downloaded ({first_line(error)}); put the "
+                f"files {', '.join(spec.files)} there{hint}, or point --data-dir or {DATA_DIR_ENV} at "
+                f"the folder that holds {spec.folder}/raw/"
             ) from None
-        for path, ndim in zip(files, (3, 1), strict=True):
-            problem = idx_problem(path, ndim)
+        for path in files:
+            problem = idx_problem(path)
             if problem:
                 raise MnistCnnError(f"{path}: {problem}") from None
-        raise MnistCnnError(f"could not read the MNIST files in {raw}: {first_line(error)}") from None
-    images, labels = dataset.data, dataset.targets
+        raise MnistCnnError(f"could not read the {dataset} files in {raw}: {first_line(error)}") from None
+    images, labels = data.data, data.targets
+    if labels.ndim == 2:  # QMNIST: the class, then details of the writer
+        labels = labels[:, 0]
     if images.shape[1:] != (28, 28):
         raise MnistCnnError(f"{files[0]}: images are {tuple(images.shape[1:])} pixels, not 28x28")
     if len(images) != len(labels):
         raise MnistCnnError(
             f"{files[0].name} holds {len(images)} images but {files[1].name} {len(labels)} labels (in {raw})"
         )
-    return normalize(images.unsqueeze(1)).to(device), labels.long().to(device)
+    if spec.transposed:
+        images = images.transpose(1, 2)
+    return images.unsqueeze(1).contiguous(), labels.long()
 
 
-def idx_problem(path: Path, ndim: int) -> str | None:
-    """What is wrong with an IDX file of uint8 data in ndim dimensions, or None.
+def pixel_statistics(images: torch.Tensor) -> Normalization:
+    """(mean, std) of uint8 images' pixels scaled to [0, 1], to 4 decimals (MNIST: 0.1307, 0.3081)."""
+    std, mean = torch.std_mean(images.float() / 255)
+    return round(mean.item(), 4), round(std.item(), 4)
+
+
+def normalize(images: torch.Tensor, normalization: Normalization = MNIST_NORMALIZATION) -> torch.Tensor:
+    """uint8 images (any shape) -> float32 with a training split's (mean, std)."""
+    mean, std = normalization
+    return (images.float() / 255 - mean) / std
+
+
+def load_mnist(
+    root: str | os.PathLike,
+    train: bool,
+    device: torch.device | str = "cpu",
+    dataset: str = "mnist",
+    normalization: Normalization | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as (images (N, 1, 28, 28) float32 normalized, labels (N,) int64) on device.
+
+    normalization: the (mean, std) to normalize with; None: the data set's own, measured on its
+    training split (which is read for it when train is False).
+    """
+    images, labels = read_split(root, train, dataset)
+    if normalization is None:
+        normalization = pixel_statistics(images if train else read_split(root, True, dataset)[0])
+    return normalize(images, normalization).to(device), labels.to(device)
+
+
+class Splits(NamedTuple):
+    """A data set in memory: both splits normalized by the training split's statistics."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    normalization: Normalization
+
+
+def load_splits(
+    root: str | os.PathLike, dataset: str = "mnist", device: torch.device | str = "cpu"
+) -> Splits:
+    """Both splits of dataset on device, normalized by the training split's (mean, std)."""
+    train_images, train_labels = read_split(root, True, dataset)
+    test_images, test_labels = read_split(root, False, dataset)
+    normalization = pixel_statistics(train_images)
+    return Splits(
+        normalize(train_images, normalization).to(device),
+        train_labels.to(device),
+        normalize(test_images, normalization).to(device),
+        test_labels.to(device),
+        normalization,
+    )
+
+
+def idx_problem(path: Path) -> str | None:
+    """What is wrong with an IDX file (named like train-images-idx3-ubyte), or None.
 
     torchvision reads the files; this only explains, in words, why it could not.
     """
+    ndim, kind = re.search(r"idx(\d)-(ubyte|int)", path.name).groups()
+    ndim, size_of = int(ndim), {"ubyte": 1, "int": 4}[kind]
     try:
         with open(path, "rb") as file:
             header = file.read(4 + 4 * ndim)
@@ -86,11 +231,11 @@ def idx_problem(path: Path, ndim: int) -> str | None:
         return f"cannot be read ({error.strerror})"
     if len(header) < 4 + 4 * ndim:
         return f"truncated: {size} bytes is not even an IDX header"
-    magic = int.from_bytes(header[:4], "big")
-    if magic != 0x800 + ndim:
-        return f"wrong magic number {magic:#010x} (an MNIST {'image' if ndim == 3 else 'label'} file has {0x800 + ndim:#010x})"
+    magic, expected_magic = int.from_bytes(header[:4], "big"), {1: 0x800, 4: 0xC00}[size_of] + ndim
+    if magic != expected_magic:
+        return f"wrong magic number {magic:#010x} (a {path.name} file has {expected_magic:#010x})"
     shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = len(header) + math.prod(shape)
+    expected = len(header) + size_of * math.prod(shape)
     if size != expected:
         return f"{'truncated' if size < expected else 'too long'}: {size:,} bytes, its header ({'x'.join(map(str, shape))}) says {expected:,}"
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -33,28 +34,31 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
     """Turn MnistCnnError and Ctrl-C into one line on stderr and a non-zero exit, no traceback.
 
     Exit status 2 for the user's errors; 128 + the signal for an interrupted run (130 for
-    Ctrl-C, 143 for SIGTERM), as shells do. With --debug the traceback is shown instead.
+    Ctrl-C, 143 for SIGTERM), as shells do. With --debug the traceback is shown instead. Under
+    torchrun, the processes other than rank 0 say which they are.
     """
 
     @wraps(main)
     def wrapper(argv: list[str] | None = None) -> T:
         debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        rank = os.environ.get("RANK", "0")  # set by torchrun
+        who = "" if rank == "0" else f"rank {rank}: "
         try:
             return main(argv)
         except TrainingInterrupted as error:
             if debug:
                 raise
-            print(f"interrupted: {error}", file=sys.stderr)
+            print(f"{who}interrupted: {error}", file=sys.stderr)
             raise SystemExit(128 + error.signal_number) from None
         except MnistCnnError as error:
             if debug:
                 raise
-            print(f"error: {error}", file=sys.stderr)
+            print(f"{who}error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             if debug:
                 raise
-            print("interrupted", file=sys.stderr)
+            print(f"{who}interrupted", file=sys.stderr)
             raise SystemExit(130) from None
 
     return wrapper

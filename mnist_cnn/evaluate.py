@@ -1,6 +1,7 @@
-"""`python -m mnist_cnn.evaluate CHECKPOINT`: how a trained net does on the MNIST test set.
+"""`python -m mnist_cnn.evaluate CHECKPOINT`: how a trained net does on the test set of the data
+set it learnt (MNIST, or another with --dataset at training).
 
-Prints the test loss and accuracy, the accuracy of each digit and the confusion matrix; draws
+Prints the test loss and accuracy, the accuracy of each class and the confusion matrix; draws
 the confusion matrix and the most confident mistakes as PNG files (with matplotlib).
 """
 
@@ -14,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_model
-from .data import load_mnist, resolve_data_dir
+from .checkpoint import load_trained
+from .data import DATASETS, load_mnist, resolve_data_dir
 from .errors import ArgumentParser, exit_on_error
 from .plots import NoMatplotlib, draw_confusion, draw_mistakes
 from .train import format_test_line, select_device
@@ -66,10 +67,20 @@ def confusion_text(confusion: list[list[int]]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     """Parse flags, evaluate the checkpoint on the test set, print and draw the results."""
     p = ArgumentParser(
-        prog="python -m mnist_cnn.evaluate", description="Evaluate a checkpoint on the MNIST test set."
+        prog="python -m mnist_cnn.evaluate",
+        description="Evaluate a checkpoint on the test set of the data set it learnt.",
     )
     p.add_argument("checkpoint", help="a checkpoint written by --save-model (best.pt or last.pt)")
-    p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
+    p.add_argument(
+        "--data-dir",
+        help="folder holding MNIST/raw/ (FashionMNIST/raw/, ... for other data sets) "
+        "(default: $MNIST_DATA_DIR, else ./data)",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=list(DATASETS),
+        help="refuse a checkpoint trained on another data set (default: take the checkpoint's)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     p.add_argument("--output-dir", help="where the PNG files go (default: the checkpoint's folder)")
     p.add_argument("--mistakes", type=int, default=32, metavar="N", help="mistakes to draw (default: 32)")
@@ -77,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     device = select_device(args.device)
-    model = load_model(args.checkpoint, device)
-    images, labels = load_mnist(resolve_data_dir(args.data_dir), train=False, device=device)
+    model, dataset, normalization = load_trained(args.checkpoint, device, args.dataset)
+    images, labels = load_mnist(resolve_data_dir(args.data_dir), False, device, dataset, normalization)
     report = evaluation_report(model, images, labels)
 
     output_dir = Path(args.output_dir or Path(args.checkpoint).parent)
@@ -101,10 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(report, indent=2))
         return report
-    print(format_test_line(report))
-    print("\nAccuracy per digit:")
-    for digit, accuracy in enumerate(report["per_class_accuracy"]):
-        print(f"  {digit}: {100 * accuracy:6.2f}%")
+    print(f"{dataset}: {format_test_line(report)}")
+    print("\nAccuracy per class:")
+    classes = DATASETS[dataset].classes
+    width = max(map(len, classes))
+    for name, accuracy in zip(classes, report["per_class_accuracy"], strict=True):
+        print(f"  {name:>{width}}: {100 * accuracy:6.2f}%")
     print("\nConfusion matrix:")
     print(confusion_text(report["confusion"]))
     if report["pictures"]:

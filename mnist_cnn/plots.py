@@ -7,8 +7,6 @@ from pathlib import Path
 
 import torch
 
-from .data import MNIST_MEAN, MNIST_STD
-
 
 class NoMatplotlib(RuntimeError):
     """matplotlib is not installed: pictures are skipped, everything else works."""
@@ -78,7 +76,7 @@ def draw_mistakes(
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p, prob in zip(axes.flat, images, true, predicted, probability, strict=False):
-        ax.imshow((image[0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).cpu(), cmap="gray")
+        ax.imshow(image[0].cpu().numpy(), cmap="gray")  # imshow scales the normalized values to black-white
         ax.set_title(f"{t} -> {p} ({100 * prob:.0f}%)", fontsize=8)
     fig.suptitle("Most confident mistakes: true -> predicted (probability)", fontsize=9)
     fig.tight_layout()

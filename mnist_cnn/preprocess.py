@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import normalize
+from .data import MNIST_NORMALIZATION, Normalization, normalize
 from .errors import MnistCnnError, first_line
 
 DIGIT_BOX = 20  # pixels: the longer side of the digit
@@ -64,8 +64,9 @@ def ink(image: Image.Image) -> np.ndarray:
     return np.clip(paper - gray, 0, None) if paper > 0.5 else np.clip(gray - paper, 0, None)
 
 
-def to_mnist(image: Image.Image) -> torch.Tensor:
-    """One digit, any size and mode -> (1, 28, 28) float32, normalized like MNIST."""
+def to_mnist(image: Image.Image, normalization: Normalization = MNIST_NORMALIZATION) -> torch.Tensor:
+    """One digit, any size and mode -> (1, 28, 28) float32, normalized with a training split's
+    (mean, std): MNIST's unless told."""
     page = ink(image)
     if page.max() <= 0.05:
         raise MnistCnnError("no digit found: the image is blank")
@@ -89,7 +90,7 @@ def to_mnist(image: Image.Image) -> torch.Tensor:
     left = min(max(round(FIELD / 2 - 0.5 - cx), 0), FIELD - size[1])
     field = torch.zeros(FIELD, FIELD)
     field[top : top + size[0], left : left + size[1]] = digit
-    return normalize(field * 255)[None]
+    return normalize(field * 255, normalization)[None]
 
 
 def image_files(paths: list[str | os.PathLike]) -> list[Path]:

@@ -2,6 +2,7 @@
 
 One step is: index a batch from the in-memory split, forward, NLL loss, backward, SGD step,
 learning-rate step. Nothing else runs per step but a progress-bar update every few batches.
+Under torchrun, each process takes its share of every batch (see distributed.py).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .augment import random_affine
+from . import distributed
+from .augment import distort, random_distortions
 from .checkpoint import load_checkpoint, save_checkpoint, write_metrics
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
-from .data import epoch_order, load_mnist, resolve_data_dir
+from .data import DATASETS, Normalization, epoch_order, load_splits, resolve_data_dir
+from .distributed import all_reduce, share, world_size
 from .errors import ArgumentParser, MnistCnnError, TrainingInterrupted, exit_on_error, first_line
 from .model import MODELS, build_model, count_parameters
 from .plots import NoMatplotlib, draw_curves
@@ -117,9 +120,11 @@ def train_epoch(
     """Train one epoch of shuffled mini-batches; returns the mean training loss.
 
     generator draws the batches' order and, with augment, each image's random distortion.
-    position continues an epoch from where it stopped. stop is asked after every batch; when it
-    returns a signal number, the epoch stops there with EpochStopped. A loss that is no longer
-    finite stops the run with MnistCnnError (checked every log_interval batches).
+    position continues an epoch from where it stopped. Every log_interval batches the loss is
+    checked (a loss that is no longer finite stops the run with MnistCnnError) and stop is asked
+    whether to stop; when it returns a signal number, the epoch stops there with EpochStopped.
+    Under torchrun, model is the DDP-wrapped net, each process trains on its share of every
+    batch, and the processes agree on both checks.
     """
     model.train()
     if position is None:
@@ -127,31 +132,40 @@ def train_epoch(
     batches = position.order.to(images.device).split(batch_size)[:max_batches]
     if progress is not None:
         progress.update(position.step)
-    for index in batches[position.step :]:
-        x = random_affine(images[index], generator) if augment else images[index]
+    for batch in batches[position.step :]:
+        index = share(batch)  # this process's share of the batch: all of it in one process
+        x = images[index]
+        if augment:  # drawn for the whole batch, so that every process's generator stays in step
+            x = distort(x, share(random_distortions(len(batch), generator)))
         with autocast(images.device, precision):
-            loss = F.nll_loss(model(x), labels[index])
+            loss_sum = F.nll_loss(model(x), labels[index], reduction="sum")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # The batch's mean loss. DDP averages the gradients of the world_size processes, so each
+        # scales its share's sum by world_size too.
+        (loss_sum * (world_size() / len(batch))).backward()
         optimizer.step()
         scheduler.step()
         # Summed on the device: no wait for the device but every log_interval batches.
-        position.loss_sum += loss.detach() * len(index)
+        position.loss_sum += loss_sum.detach()
         position.seen += len(index)
         position.step += 1
         if position.step % log_interval == 0 or position.step == len(batches):
-            if not math.isfinite(position.loss_sum.item()):
+            loss_so_far = all_reduce(position.loss_sum.clone()).item()
+            if not math.isfinite(loss_so_far):
                 raise MnistCnnError(
-                    f"the training loss became {loss.item()} by batch {position.step}: training "
+                    f"the training loss became {loss_so_far} by batch {position.step}: training "
                     "diverged; try a lower --lr"
                 )
             if progress is not None:
-                progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                progress.set_postfix(loss=f"{loss_sum.item() / len(index):.4f}", refresh=False)
                 progress.update(position.step - progress.n)
-        signal_number = stop() if stop is not None else None
-        if signal_number is not None:
-            raise EpochStopped(position, signal_number)
-    return position.loss_sum.item() / max(position.seen, 1)
+            # Every process stops at the same batch, or the others would wait for it forever.
+            signal_number = int(all_reduce(torch.tensor((stop and stop()) or 0), "max"))
+            if signal_number:
+                raise EpochStopped(position, signal_number)
+    seen = torch.tensor(float(position.seen), device=position.loss_sum.device)
+    loss_sum, seen = all_reduce(torch.stack([position.loss_sum.float(), seen])).tolist()
+    return loss_sum / max(seen, 1)
 
 
 @torch.inference_mode()
@@ -164,20 +178,21 @@ def evaluate(
     precision: str = "fp32",
     max_batches: int | None = None,
 ) -> tuple[float, int, int]:
-    """(mean NLL loss, correct, total) of model on a split, in large batches."""
+    """(mean NLL loss, correct, total) of model on a split, in large batches. Under torchrun each
+    process evaluates its share of the split, and the counts are summed."""
     model.eval()
-    total_loss = torch.zeros((), device=images.device)
-    correct = torch.zeros((), dtype=torch.long, device=images.device)
-    total = 0
+    images, labels = share(images), share(labels)
+    sums = torch.zeros(3, device=images.device)  # loss, correct, total (exact in float32 to 2**24)
     for step, (x, y) in enumerate(zip(images.split(batch_size), labels.split(batch_size), strict=True)):
         if max_batches is not None and step >= max_batches:
             break
         with autocast(images.device, precision):
             output = model(x).float()
-        total_loss += F.nll_loss(output, y, reduction="sum")
-        correct += (output.argmax(dim=1) == y).sum()
-        total += len(y)
-    return total_loss.item() / max(total, 1), int(correct.item()), total
+        sums[0] += F.nll_loss(output, y, reduction="sum")
+        sums[1] += (output.argmax(dim=1) == y).sum()
+        sums[2] += len(y)
+    total_loss, correct, total = all_reduce(sums).tolist()
+    return total_loss / max(total, 1), int(correct), int(total)
 
 
 def build_optimizer(
@@ -227,21 +242,25 @@ def fit(
     progress: bool = False,
     resume: str | os.PathLike | None = None,
 ) -> History:
-    """Train config.model on MNIST as config says; returns one dict of metrics per epoch.
+    """Train config.model on config.dataset as config says; returns one dict of metrics per epoch.
 
     on_epoch is called with each epoch's metrics as soon as they are known; progress shows a tqdm
     bar per epoch. resume continues the run saved in a checkpoint (see resume_config): on CPU
     the result is bitwise the same as an uninterrupted run's. With config.output_dir, metrics
     and curves are written there; with config.save_model, checkpoints too.
+
+    Started by torchrun, the processes train together (DistributedDataParallel); only rank 0
+    calls on_epoch, shows progress and writes files, and every rank returns the same history.
     """
-    with cpu_threads(config.threads), stop_signals() as stop:
-        return _fit(config, on_epoch, progress, resume, stop)
+    device = distributed.local_device(select_device(config.device))
+    with cpu_threads(config.threads), stop_signals() as stop, distributed.process_group(device):
+        return _fit(config, device, on_epoch, progress, resume, stop)
 
 
 @contextlib.contextmanager
 def stop_signals() -> Iterator[Callable[[], int | None]]:
-    """While training, SIGINT (Ctrl-C) and SIGTERM ask it to stop after the current batch, so the
-    run can be saved whole; a second one stops it at once. Yields stop(): the first signal
+    """While training, SIGINT (Ctrl-C) and SIGTERM ask it to stop at the next check (every
+    --log-interval batches), so the run can be saved whole; a second one stops it at once. Yields stop(): the first signal
     received, else None. Outside the main thread (where Python allows no handlers) nothing
     changes."""
     received: list[int] = []
@@ -276,12 +295,12 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
 
 def _fit(
     config: TrainConfig,
+    device: torch.device,
     on_epoch: Callable[[dict], None] | None,
     progress: bool,
     resume: str | os.PathLike | None,
     stop: Callable[[], int | None],
 ) -> History:
-    device = select_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     torch.manual_seed(config.seed)
@@ -290,12 +309,13 @@ def _fit(
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
-    data_dir = resolve_data_dir(config.data_dir)
-    train_images, train_labels = load_mnist(data_dir, train=True, device=device)
-    test_images, test_labels = load_mnist(data_dir, train=False, device=device)
+    with distributed.main_process_first():  # one download, not one a process
+        splits = load_splits(resolve_data_dir(config.data_dir), config.dataset, device)
+    train_images, train_labels, test_images, test_labels, normalization = splits
     if config.channels_last:
         train_images = train_images.contiguous(memory_format=torch.channels_last)
         test_images = test_images.contiguous(memory_format=torch.channels_last)
+    check_batch_shares(len(train_images), config.batch_size)
 
     steps_per_epoch = -(-len(train_images) // config.batch_size)
     optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
@@ -303,12 +323,15 @@ def _fit(
     position = None  # where a resumed run stopped within an epoch
     if resume is not None:
         history, position = restore_run(load_checkpoint(resume), model, optimizer, scheduler, generator)
+    net = distributed.wrap(model, device)  # what trains; model is the net itself, for saving
     max_batches = 1 if config.dry_run else None
     output_dir = Path(config.output_dir) if config.output_dir else None
     if config.save_model and output_dir is None:
         output_dir = default_output_dir()
+    if not distributed.is_main():
+        output_dir, on_epoch, progress = None, None, False  # rank 0 speaks for the run
     # run(): the run as a checkpoint, as it stands now (history grows in place below).
-    run = partial(run_state, config, history, model, optimizer, scheduler, generator)
+    run = partial(run_state, config, normalization, history, model, optimizer, scheduler, generator)
 
     for epoch in range(len(history) + 1, config.epochs + 1):
         bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch") if progress else None
@@ -316,7 +339,7 @@ def _fit(
         start = time.perf_counter()
         try:
             train_loss = train_epoch(
-                model,
+                net,
                 optimizer,
                 scheduler,
                 train_images,
@@ -337,6 +360,7 @@ def _fit(
             if bar is not None:
                 bar.close()
         train_seconds = time.perf_counter() - start
+        distributed.average_buffers(model)
         start = time.perf_counter()
         test_loss, correct, total = evaluate(
             model,
@@ -369,6 +393,17 @@ def _fit(
     return history
 
 
+def check_batch_shares(n: int, batch_size: int) -> None:
+    """Under torchrun, every process must get a part of every batch, the last one included."""
+    processes = world_size()
+    last = n % batch_size or batch_size
+    if processes > 1 and min(batch_size, last) < processes:
+        raise MnistCnnError(
+            f"--batch-size {batch_size} cannot be shared among {processes} processes: a batch of "
+            f"{min(batch_size, last)} images would leave some without any; pick another --batch-size"
+        )
+
+
 def default_output_dir() -> Path:
     """runs/<timestamp>, for a run that saves and was given no --output-dir."""
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -376,6 +411,7 @@ def default_output_dir() -> Path:
 
 def run_state(
     config: TrainConfig,
+    normalization: Normalization,
     history: History,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -389,6 +425,8 @@ def run_state(
         "model": config.model,
         "model_args": config.model_args,
         "model_state": model.state_dict(),
+        "dataset": config.dataset,
+        "normalization": normalization,
         "optimizer_state": optimizer.state_dict(),
         "scheduler_state": scheduler.state_dict(),
         "rng_state": {
@@ -424,6 +462,8 @@ def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -
     """Save a run stopped by a signal as last.pt, and the error that tells how to resume it."""
     where = f"after batch {checkpoint['position']['step']} of epoch {checkpoint['epoch'] + 1}"
     name = signal.Signals(signal_number).name
+    if not distributed.is_main():
+        return TrainingInterrupted(f"{name} {where}; rank 0 saves the run", signal_number)
     if output_dir is None:
         return TrainingInterrupted(f"{name} {where}; nothing saved (no output folder)", signal_number)
     path = output_dir / "last.pt"
@@ -507,12 +547,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | 
     p = ArgumentParser(
         prog="python -m mnist_cnn.train",
         description="Train the seed's 9,032-parameter fully convolutional net (or --model improved) on MNIST.",
-        epilog=f"Defaults are the seed net's recipe; --model improved changes them to {improved}.",
+        epilog=f"Defaults are the seed net's recipe; --model improved changes them to {improved}. "
+        "Started by torchrun (torchrun --nproc_per_node=N -m mnist_cnn.train ...), N processes train "
+        "together with DistributedDataParallel (gloo on CPU, nccl on CUDA, a GPU each): each takes "
+        "its share of every --batch-size batch, so the batch and the learning rate mean what they "
+        "mean in one process.",
         argument_default=argparse.SUPPRESS,  # flags not given come from the model's recipe
     )
     add = p.add_argument
     add("--model", choices=sorted(MODELS), help="which net (default: seed)")
-    add("--batch-size", type=int, metavar="N", help=f"training batch size (default: {d.batch_size})")
+    add("--dataset", choices=list(DATASETS), help=f"which member of the MNIST family (default: {d.dataset})")
+    add(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help=f"training batch size; under torchrun, of all processes together (default: {d.batch_size})",
+    )
     add(
         "--test-batch-size",
         type=int,
@@ -543,7 +593,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | 
     add("--seed", type=int, metavar="S", help=f"random seed; fixes the run on CPU (default: {d.seed})")
     add("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto: CUDA, then MPS, else CPU)")
     add("--no-accel", action="store_true", help="train on the CPU even when an accelerator is present")
-    add("--data-dir", metavar="DIR", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
+    add(
+        "--data-dir",
+        metavar="DIR",
+        help="folder holding MNIST/raw/ (FashionMNIST/raw/, ... for --dataset) (default: $MNIST_DATA_DIR, else ./data)",
+    )
     add("--precision", choices=PRECISIONS, help=f"fp32, or bf16 autocast (default: {d.precision})")
     add("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory layout (default: on)")
     add("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's, one per core)")
@@ -576,13 +630,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | 
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> History:
-    """`python -m mnist_cnn.train`: parse flags, print the net, train, print each epoch's test line."""
+    """`python -m mnist_cnn.train`: parse flags, print the net, train, print each epoch's test line.
+    Under torchrun only rank 0 prints."""
     config, progress, resume = parse_args(argv)
-    model = build_model(config.model, **config.model_args)
-    print_summary(model)
-    print(
-        f"Training {config.model} ({count_parameters(model):,} parameters) on {select_device(config.device)}"
-    )
+    speaks = distributed.is_main()
+    if speaks:
+        model = build_model(config.model, **config.model_args)
+        print_summary(model)
+        device = distributed.local_device(select_device(config.device))
+        processes = f" x {world_size()} processes" if world_size() > 1 else ""
+        print(
+            f"Training {config.model} ({count_parameters(model):,} parameters) on {config.dataset}, "
+            f"{device}{processes}"
+        )
 
     def report(metrics: dict) -> None:
         print(
@@ -590,13 +650,14 @@ def main(argv: list[str] | None = None) -> History:
         )
         print(format_test_line(metrics))
 
-    if resume is not None:
+    if resume is not None and speaks:
         print(f"Resuming {resume}")
     history = fit(config, on_epoch=report, progress=progress, resume=resume)
-    print(
-        f"Metrics and curves in {config.output_dir}"
-        + (" (with last.pt and best.pt)" if config.save_model else "")
-    )
+    if speaks:
+        print(
+            f"Metrics and curves in {config.output_dir}"
+            + (" (with last.pt and best.pt)" if config.save_model else "")
+        )
     return history
 
 

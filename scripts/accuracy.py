@@ -1,7 +1,8 @@
-"""Train a model's default recipe once per seed on the real MNIST; print a markdown table.
+"""Train a model's default recipe once per seed on the real MNIST (or --dataset); print a markdown table.
 
     python scripts/accuracy.py --data-dir ../shared/data --seeds 1 2 3 4 5
     python scripts/accuracy.py --data-dir ../shared/data --model improved --seeds 1 2 3
+    python scripts/accuracy.py --data-dir data --dataset fashion-mnist --model improved --seeds 1 2 3
 
 Each row is one `fit(default_config(model, seed=S))`: test accuracy after epoch 1, after the last
 epoch (the one that counts), and at the best epoch; training seconds per epoch (data loading and
@@ -18,22 +19,30 @@ from ablation import run_seeds
 from machine import caption, describe_machine
 
 from mnist_cnn.config import RECIPES, default_config
+from mnist_cnn.data import DATASETS
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--model", default="seed", choices=sorted(RECIPES))
+    p.add_argument("--dataset", default="mnist", choices=list(DATASETS))
+    p.add_argument("--epochs", type=int, help="instead of the recipe's")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
     args = p.parse_args()
 
-    config = default_config(args.model, data_dir=args.data_dir, device=args.device)
+    epochs = {"epochs": args.epochs} if args.epochs else {}
+    config = default_config(
+        args.model, data_dir=args.data_dir, device=args.device, dataset=args.dataset, **epochs
+    )
     result = run_seeds(config, args.seeds)
 
     machine = describe_machine(args.device)
-    print(f"\n`--model {args.model}` defaults, {config.epochs} epoch(s); {caption(machine)}\n")
+    print(
+        f"\n`--model {args.model}` defaults on {args.dataset}, {config.epochs} epoch(s); {caption(machine)}\n"
+    )
     finals = [a[-1] for a in result["accuracy"]]
     seconds = f"{result['seconds_per_epoch']:.1f}"
     if config.epochs == 1:

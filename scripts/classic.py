@@ -18,13 +18,13 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from mnist_cnn import TrainConfig, build_model
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, resolve_data_dir
+from mnist_cnn.data import MNIST_NORMALIZATION, resolve_data_dir
 from mnist_cnn.train import build_optimizer, format_test_line, select_device
 
 
 def loaders(config: TrainConfig) -> tuple[DataLoader, DataLoader]:
     root = resolve_data_dir(config.data_dir)
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(*MNIST_NORMALIZATION)])
     train = datasets.MNIST(root, train=True, transform=transform)
     test = datasets.MNIST(root, train=False, transform=transform)
     generator = torch.Generator().manual_seed(config.seed)

@@ -21,9 +21,11 @@ NO_NETWORK = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format of the original MNIST files."""
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    """Write an array in the IDX format of the original files: uint8, or big-endian int32 for a
+    file named ...-int (QMNIST's labels)."""
+    dtype, code = (np.dtype(">i4"), 0x0C) if path.name.endswith("-int") else (np.dtype(np.uint8), 0x08)
+    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(dtype).tobytes())
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,14 +39,22 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8), labels.astype(np.uint8)
 
 
-def write_mnist(root: Path, n_train: int = 512, n_test: int = 256) -> Path:
-    """Write synthetic MNIST under root/MNIST/raw/, as torchvision lays it out; returns root."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
+def write_mnist(root: Path, n_train: int = 512, n_test: int = 256, dataset: str = "mnist") -> Path:
+    """Write synthetic data as dataset's files under root/<folder>/raw/, laid out as torchvision
+    has them (EMNIST's images transposed, QMNIST's labels 8 int32 columns); returns root."""
+    from mnist_cnn.data import DATASETS
+
+    spec = DATASETS[dataset]
     for train, n, seed in ((True, n_train, 0), (False, n_test, 1)):
         images, labels = synthetic_digits(n, seed)
-        write_idx(raw / RAW_NAMES[train][0], images)
-        write_idx(raw / RAW_NAMES[train][1], labels)
+        if spec.transposed:
+            images = images.transpose(0, 2, 1)
+        if dataset == "qmnist":  # the class, then writer details that the package ignores
+            labels = np.column_stack([labels, np.full((n, 7), 7)])
+        image_file, label_file = spec.split_files(root, train)
+        image_file.parent.mkdir(parents=True, exist_ok=True)
+        write_idx(image_file, images)
+        write_idx(label_file, labels)
     return root
 
 
@@ -71,6 +81,19 @@ def real_mnist_dir() -> Path:
     if missing:
         pytest.skip(f"real MNIST not available: {root}/MNIST/raw/ lacks {', '.join(missing)}")
     return root
+
+
+@pytest.fixture(scope="session")
+def real_fashion_dir() -> Path:
+    """A folder holding the real Fashion-MNIST in FashionMNIST/raw/, from $FASHION_MNIST_DATA_DIR;
+    skips when it is not there (.ci/run unpacks Debian's dataset-fashion-mnist into one)."""
+    value = os.environ.get("FASHION_MNIST_DATA_DIR")
+    if not value or not (Path(value) / "FashionMNIST" / "raw").is_dir():
+        pytest.skip(
+            "real Fashion-MNIST not available: set FASHION_MNIST_DATA_DIR to a folder holding "
+            "FashionMNIST/raw/ (apt-get install dataset-fashion-mnist, then gunzip its files there)"
+        )
+    return Path(value)
 
 
 @pytest.fixture(scope="session")

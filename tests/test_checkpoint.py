@@ -16,6 +16,7 @@ from mnist_cnn import (
     plots,
     save_checkpoint,
 )
+from mnist_cnn.data import DATASETS
 from mnist_cnn.plots import NoMatplotlib
 from mnist_cnn.train import resume_config
 
@@ -146,3 +147,68 @@ def test_without_matplotlib_the_run_works_and_says_so_once(mnist_dir, tmp_path, 
 
 def without_times(metrics):
     return {k: v for k, v in metrics.items() if not k.endswith("_seconds")}
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory):
+    """A data folder with synthetic Fashion-MNIST files, and last.pt of a short run on them."""
+    from .conftest import write_mnist
+
+    root = write_mnist(tmp_path_factory.mktemp("fashion"), n_train=128, n_test=64, dataset="fashion-mnist")
+    out = tmp_path_factory.mktemp("fashion-run")
+    fit(
+        TrainConfig(
+            dataset="fashion-mnist", data_dir=str(root), batch_size=32, save_model=True, output_dir=str(out)
+        )
+    )
+    return root, out / "last.pt"
+
+
+def test_a_checkpoint_records_its_data_set_and_normalization(fashion_run):
+    from mnist_cnn.checkpoint import load_trained
+    from mnist_cnn.data import pixel_statistics, read_split
+
+    root, last = fashion_run
+    trained = load_trained(last)
+    assert trained.dataset == "fashion-mnist"
+    assert trained.normalization == pixel_statistics(read_split(root, True, "fashion-mnist")[0])
+    assert load_trained(last, dataset="fashion-mnist").dataset == "fashion-mnist"
+    with pytest.raises(
+        MnistCnnError, match=r"was trained on fashion-mnist, not mnist: use --dataset fashion-mnist"
+    ):
+        load_trained(last, dataset="mnist")
+
+
+def test_a_checkpoint_from_before_datasets_is_mnist(checkpoint, tmp_path):
+    from mnist_cnn.checkpoint import load_trained
+    from mnist_cnn.data import MNIST_NORMALIZATION
+
+    saved = load_checkpoint(checkpoint)
+    del saved["dataset"], saved["normalization"]
+    save_checkpoint(tmp_path / "old.pt", saved)
+    assert load_trained(tmp_path / "old.pt")[1:] == ("mnist", MNIST_NORMALIZATION)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_and_evaluate_refuse_a_data_set_mismatch(command, fashion_run, tmp_path, capsys):
+    import importlib
+
+    from .conftest import render_digit
+
+    root, last = fashion_run
+    render_digit().save(tmp_path / "d.png")
+    target = [str(tmp_path / "d.png")] if command == "predict" else ["--data-dir", str(root)]
+    main = importlib.import_module(f"mnist_cnn.{command}").main
+    with pytest.raises(SystemExit) as exit:
+        main([str(last), *target, "--dataset", "mnist"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {last} was trained on fashion-mnist, not mnist: use --dataset fashion-mnist, "
+        "or a checkpoint trained on mnist"
+    )
+    # Without --dataset, the checkpoint's data set is used, and its class names are shown.
+    extra = ["--output-dir", str(tmp_path)] if command == "evaluate" else []
+    main([str(last), *target, *extra])
+    out = capsys.readouterr().out
+    names = DATASETS["fashion-mnist"].classes
+    assert all(n in out for n in names) if command == "evaluate" else any(n in out for n in names)

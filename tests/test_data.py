@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from mnist_cnn import MnistCnnError, load_mnist
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, RAW_FILES, epoch_order, resolve_data_dir
+from mnist_cnn.data import (
+    DATASETS,
+    MNIST_FILES,
+    epoch_order,
+    load_splits,
+    pixel_statistics,
+    read_split,
+    resolve_data_dir,
+)
 
 from .conftest import synthetic_digits, write_mnist
 
@@ -15,8 +23,10 @@ def test_load_mnist_gives_normalized_tensors(mnist_dir):
     assert images.shape == (512, 1, 28, 28) and images.dtype == torch.float32
     assert labels.shape == (512,) and labels.dtype == torch.int64
     assert torch.equal(labels, torch.from_numpy(raw_labels).long())
-    expected = (torch.from_numpy(raw_images).float() / 255 - MNIST_MEAN) / MNIST_STD
-    assert torch.allclose(images[:, 0], expected)
+    pixels = torch.from_numpy(raw_images).float() / 255
+    mean, std = pixel_statistics(torch.from_numpy(raw_images))
+    assert (mean, std) == (round(pixels.mean().item(), 4), round(pixels.std().item(), 4))
+    assert torch.allclose(images[:, 0], (pixels - mean) / std)
     test_images, _ = load_mnist(mnist_dir, train=False)
     assert test_images.shape == (256, 1, 28, 28)
 
@@ -34,7 +44,7 @@ def test_missing_files_without_network_name_the_folder_and_files(tmp_path):
         load_mnist(tmp_path / "empty", train=True)
     message = str(error.value)
     assert str(tmp_path / "empty" / "MNIST" / "raw") in message
-    assert all(name in message for name in RAW_FILES)
+    assert all(name in message for name in MNIST_FILES)
     assert "\n" not in message
 
 
@@ -108,3 +118,55 @@ def test_epoch_order_covers_every_index_once_and_is_seeded():
     assert sorted(order.tolist()) == list(range(10))
     assert torch.equal(order, epoch_order(10, torch.Generator().manual_seed(5)))
     assert not torch.equal(order, epoch_order(10, torch.Generator().manual_seed(6)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The MNIST family (--dataset): each read from its own files, as torchvision lays them out.
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_every_data_set_loads_upright_images_and_class_numbers(dataset, tmp_path):
+    root = write_mnist(tmp_path, n_train=64, n_test=32, dataset=dataset)
+    for train, n, seed in ((True, 64, 0), (False, 32, 1)):
+        images, labels = read_split(root, train, dataset)
+        raw_images, raw_labels = synthetic_digits(n, seed)
+        assert torch.equal(images[:, 0], torch.from_numpy(raw_images))  # EMNIST's transposed back
+        assert torch.equal(labels, torch.from_numpy(raw_labels).long())  # QMNIST's first column
+
+
+def test_load_splits_normalizes_both_splits_by_the_training_split(tmp_path):
+    root = write_mnist(tmp_path, n_train=64, n_test=32, dataset="kmnist")
+    splits = load_splits(root, "kmnist")
+    assert splits.normalization == pixel_statistics(read_split(root, True, "kmnist")[0])
+    images, labels = load_mnist(root, False, dataset="kmnist")  # normalization measured for it
+    assert torch.equal(images, splits.test_images) and torch.equal(labels, splits.test_labels)
+    assert abs(splits.train_images.mean().item()) < 1e-3  # the training split is centred
+
+
+def test_a_missing_data_set_names_its_own_folder_files_and_where_to_get_them(tmp_path):
+    with pytest.raises(MnistCnnError) as error:
+        load_mnist(tmp_path, train=True, dataset="fashion-mnist")
+    message = str(error.value)
+    assert str(tmp_path / "FashionMNIST" / "raw") in message and "dataset-fashion-mnist" in message
+    assert all(name in message for name in DATASETS["fashion-mnist"].files) and "\n" not in message
+
+
+def test_a_damaged_qmnist_label_file_is_explained(tmp_path):
+    root = write_mnist(tmp_path, n_train=64, n_test=32, dataset="qmnist")
+    path = root / "QMNIST" / "raw" / "qmnist-train-labels-idx2-int"
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(MnistCnnError) as error:
+        load_mnist(root, train=True, dataset="qmnist")
+    assert str(error.value).startswith(f"{path}: truncated")
+
+
+def test_an_unknown_data_set_is_a_clear_error(tmp_path):
+    with pytest.raises(MnistCnnError, match="--dataset must be one of mnist, fashion-mnist"):
+        load_mnist(tmp_path, train=True, dataset="cifar10")
+
+
+def test_real_fashion_mnist(real_fashion_dir):
+    splits = load_splits(real_fashion_dir, "fashion-mnist")
+    assert splits.train_images.shape == (60_000, 1, 28, 28) and len(splits.test_labels) == 10_000
+    assert splits.train_labels.bincount().tolist() == [6000] * 10
+    assert splits.normalization == (0.2860, 0.3530)  # the values published for Fashion-MNIST

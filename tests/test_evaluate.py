@@ -37,7 +37,7 @@ def test_evaluate_command_line_prints_and_draws(checkpoint, mnist_dir, tmp_path)
     )
     assert result.returncode == 0, result.stderr
     assert "Test set: Average loss:" in result.stdout and "/256 (" in result.stdout
-    assert "Accuracy per digit:" in result.stdout and "Confusion matrix:" in result.stdout
+    assert "Accuracy per class:" in result.stdout and "Confusion matrix:" in result.stdout
     for name in ("confusion.png", "mistakes.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     as_json = run(

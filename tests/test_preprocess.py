@@ -6,14 +6,15 @@ import torch
 from PIL import Image
 
 from mnist_cnn import MnistCnnError
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD
+from mnist_cnn.data import MNIST_NORMALIZATION
 from mnist_cnn.preprocess import image_files, load_image, to_mnist
 
 from .conftest import render_digit
 
 
 def ink_of(tensor: torch.Tensor) -> torch.Tensor:
-    return (tensor[0] * MNIST_STD + MNIST_MEAN).clamp(0, 1)
+    mean, std = MNIST_NORMALIZATION
+    return (tensor[0] * std + mean).clamp(0, 1)
 
 
 def test_a_dark_digit_on_light_paper_becomes_the_mnist_form():

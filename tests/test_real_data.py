@@ -46,3 +46,9 @@ def test_predict_reads_real_digits_from_pictures_of_them(one_epoch, real_mnist_d
     right = sum(r["digit"] == expected[r["file"].split("/")[-1]] for r in results)
     assert len(results) == 40 and right >= 36, f"{right}/40 read right"
     assert torch.tensor([r["probability"] for r in results]).mean() > 0.8
+
+
+def test_mnist_measured_normalization_is_the_familiar_one(real_mnist_dir):
+    from mnist_cnn.data import MNIST_NORMALIZATION, pixel_statistics, read_split
+
+    assert pixel_statistics(read_split(real_mnist_dir, True)[0]) == MNIST_NORMALIZATION

@@ -409,11 +409,11 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(mnist_dir, 
     def poison_after_epoch_1(metrics):
         poisoned.append(metrics["epoch"])
 
-    real_affine = train_module.random_affine
+    real_distort = train_module.distort
     monkeypatch.setattr(
         train_module,
-        "random_affine",
-        lambda x, g: real_affine(x, g) * (float("nan") if poisoned else 1.0),
+        "distort",
+        lambda x, theta: real_distort(x, theta) * (float("nan") if poisoned else 1.0),
     )
     config = TrainConfig(
         data_dir=str(mnist_dir),

@@ -1,0 +1,127 @@
+"""Several processes training one model (torchrun), and the same calls as no-ops in one process.
+
+torchrun starts the processes and tells each its RANK, LOCAL_RANK and WORLD_SIZE through the
+environment. Every process runs the same code on its own share of each batch; DDP averages the
+gradients, so all of them hold the same weights after every step. Rank 0 speaks for the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import MnistCnnError
+
+
+def world_size() -> int:
+    """How many processes train together: 1 without torchrun."""
+    return dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    """This process's number among them: 0 without torchrun."""
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
+
+
+def is_main() -> bool:
+    """Whether this process prints and writes for the run (rank 0)."""
+    return rank() == 0
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun on CUDA, each process takes the GPU of its LOCAL_RANK."""
+    if world_size() > 1 and device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[None]:
+    """Join the other processes for the duration (gloo on CPU, nccl on CUDA), when torchrun
+    started several and nobody has joined them yet; otherwise do nothing."""
+    if world_size() == 1 or dist.is_initialized():
+        yield
+        return
+    if device.type not in ("cpu", "cuda"):
+        raise MnistCnnError(f"--device {device.type}: torchrun training runs on cpu or cuda only")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def share(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's share of tensor's first dimension: near-equal consecutive parts, one a rank."""
+    return tensor.tensor_split(world_size())[rank()] if world_size() > 1 else tensor
+
+
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """tensor summed (op "sum") or maximized ("max") over all processes; itself in one process."""
+    if world_size() > 1:
+        dist.all_reduce(tensor, dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return tensor
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """model in DistributedDataParallel when several processes train, else model itself.
+
+    Buffers (BatchNorm's running statistics) are not broadcast at every step; average_buffers
+    makes them agree once an epoch instead."""
+    if world_size() == 1:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, forward_sync_buffers=False, gradient_as_bucket_view=True
+    )
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Average the floating-point buffers (BatchNorm's running mean and variance) over processes,
+    so every process evaluates and saves the same model."""
+    if world_size() == 1:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, dist.ReduceOp.SUM)
+            buffer /= world_size()
+
+
+@contextlib.contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 runs the body first (a download, say), then the others; an error in rank 0's stops
+    them all instead of leaving them waiting."""
+    if world_size() == 1:
+        yield
+        return
+    if not is_main():
+        if not _all_succeeded(True):
+            raise MnistCnnError("rank 0 could not get the data; see its message")
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        _all_succeeded(False)
+        raise
+    _all_succeeded(True)
+
+
+def _all_succeeded(succeeded: bool) -> bool:
+    flag = torch.tensor([0 if succeeded else 1], device=_collective_device())
+    return all_reduce(flag, "max").item() == 0
+
+
+def _collective_device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )

@@ -1,0 +1,95 @@
+"""Training under torchrun: 2 CPU processes (gloo) on the synthetic data, against one process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_cnn import MnistCnnError, load_checkpoint
+from mnist_cnn import train as train_module
+from mnist_cnn.distributed import share
+from mnist_cnn.train import check_batch_shares
+
+from .conftest import NO_NETWORK
+
+# Runs the training command, then saves the trained net of this process as rank<RANK>.pt in the
+# folder given first, so the test can compare what every process ends with.
+WORKER = """
+import os, sys, torch
+from mnist_cnn import train
+built = []
+build = train.build_model
+train.build_model = lambda *a, **k: built.append(build(*a, **k)) or built[-1]
+train.main(sys.argv[2:])
+torch.save(built[-1].state_dict(), os.path.join(sys.argv[1], f"rank{os.environ.get('RANK', 0)}.pt"))
+"""
+
+
+def run_worker(folder: Path, argv: list[str], processes: int) -> subprocess.CompletedProcess:
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    script = folder / "worker.py"
+    script.write_text(WORKER)
+    return subprocess.run(
+        [sys.executable, *(launcher if processes > 1 else []), str(script), str(folder), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **NO_NETWORK, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--augment"], ["--model", "improved", "--epochs", "1"]],
+    ids=["seed-augment", "improved-batchnorm"],
+)
+def test_two_processes_train_one_model_and_write_one_set_of_outputs(flags, mnist_dir, tmp_path):
+    argv = ["--data-dir", str(mnist_dir), "--batch-size", "32", "--save-model", "--no-progress", *flags]
+    runs = {}
+    for processes in (1, 2):
+        folder = tmp_path / f"x{processes}"
+        folder.mkdir()
+        result = run_worker(folder, [*argv, "--output-dir", str(folder / "run")], processes)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[processes] = folder, result
+
+    folder, result = runs[2]
+    rank0, rank1 = (torch.load(folder / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "the processes' nets differ"
+    # Only rank 0 prints and writes: one summary, one test line, one set of files.
+    assert result.stdout.count("Total params") == 1 and result.stdout.count("Test set:") == 1
+    assert "cpu x 2 processes" in result.stdout
+    assert {p.name for p in (folder / "run").iterdir()} == {
+        "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
+    }  # fmt: skip
+    assert all(
+        torch.equal(v, load_checkpoint(folder / "run" / "last.pt")["model_state"][k])
+        for k, v in rank0.items()
+    )
+
+    if "improved" in flags:
+        return  # BatchNorm's statistics are per share of the batch: not one process's
+    # The same global batches, learning rates and distortions as one process: the same net, up
+    # to the order in which the gradients were summed.
+    single = torch.load(runs[1][0] / "rank0.pt", weights_only=True)
+    assert all(torch.allclose(rank0[k], single[k], atol=1e-5) for k in single)
+
+
+def test_every_process_gets_a_share_of_every_batch(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "1")
+    assert share(torch.arange(10)).tolist() == [4, 5, 6]  # 10 = 4 + 3 + 3
+    check_batch_shares(100, 64)  # 64 and 36 images: enough for 3
+    with pytest.raises(MnistCnnError, match="--batch-size 64 cannot be shared among 3 processes"):
+        check_batch_shares(65, 64)  # the last batch holds 1 image
+    with pytest.raises(MnistCnnError, match="--batch-size 2 cannot"):
+        check_batch_shares(100, 2)
+
+
+def test_one_process_is_not_distributed(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    x = torch.arange(5)
+    assert share(x) is x and train_module.world_size() == 1
