@@ -28,20 +28,23 @@ def main() -> None:
     p.add_argument("--model", default="seed", choices=sorted(RECIPES))
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS))
     p.add_argument("--epochs", type=int, help="instead of the recipe's")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, help="instead of the recipe's")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
     args = p.parse_args()
 
-    epochs = {"epochs": args.epochs} if args.epochs else {}
+    changes = {k: v for k, v in (("epochs", args.epochs), ("augment", args.augment)) if v is not None}
     config = default_config(
-        args.model, data_dir=args.data_dir, device=args.device, dataset=args.dataset, **epochs
+        args.model, data_dir=args.data_dir, device=args.device, dataset=args.dataset, **changes
     )
     result = run_seeds(config, args.seeds)
 
     machine = describe_machine(args.device)
+    changed = "".join(f", {k} {v}" for k, v in changes.items())
     print(
-        f"\n`--model {args.model}` defaults on {args.dataset}, {config.epochs} epoch(s); {caption(machine)}\n"
+        f"\n`--model {args.model}` defaults{changed} on {args.dataset}, {config.epochs} epoch(s); "
+        f"{caption(machine)}\n"
     )
     finals = [a[-1] for a in result["accuracy"]]
     seconds = f"{result['seconds_per_epoch']:.1f}"

@@ -1,8 +1,11 @@
 """Training under torchrun: 2 CPU processes (gloo) on the synthetic data, against one process."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,60 @@ def test_one_process_is_not_distributed(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     x = torch.arange(5)
     assert share(x) is x and train_module.world_size() == 1
+
+
+def test_sigterm_stops_every_process_at_the_same_batch_and_rank_0_saves_the_run(tmp_path):
+    from .conftest import write_mnist
+
+    data = write_mnist(tmp_path / "data", n_train=2048, n_test=64)
+    out = tmp_path / "run"
+    argv = [
+        "--data-dir",
+        str(data),
+        "--batch-size",
+        "16",
+        "--epochs",
+        "20",
+        "--no-progress",
+        "--output-dir",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "mnist_cnn.train",
+            *argv,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **NO_NETWORK},
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.json").exists():  # epoch 1 done: training is under way
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "interrupted: SIGTERM after batch" in stderr and "go on with" in stderr  # rank 0
+    assert "rank 1: interrupted: SIGTERM after batch" in stderr and "rank 0 saves the run" in stderr
+    saved = load_checkpoint(out / "last.pt")
+    step = saved["position"]["step"]
+    assert f"after batch {step} of epoch {saved['epoch'] + 1}" in stderr.split("rank 1:")[1]  # the same batch
+    assert "mnist_cnn/" not in stderr  # no traceback of ours (torchrun's launcher prints its own)
+    # The two processes' run goes on in one: the same global batches, so the same run.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mnist_cnn.train", "--resume", str(out / "last.pt"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **NO_NETWORK},
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert [m["epoch"] for m in json.loads((out / "metrics.json").read_text())] == list(range(1, 21))
