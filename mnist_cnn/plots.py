@@ -47,7 +47,7 @@ def draw_confusion(confusion: torch.Tensor, path: str | os.PathLike) -> None:
     """A 10x10 confusion matrix (rows: true digit, columns: predicted), as a PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    ax.imshow(confusion.log1p(), cmap="Blues")
+    ax.imshow(confusion.log1p().numpy(), cmap="Blues")
     for (true, predicted), count in zip(
         torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
         confusion.flatten().tolist(),
