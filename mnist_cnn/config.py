@@ -33,7 +33,7 @@ class TrainConfig:
     channels_last: bool = True
     threads: int | None = None  # CPU threads for torch; None: torch's default (one per core)
     dry_run: bool = False  # one batch of training and of evaluation
-    log_interval: int = 10  # batches between progress-bar loss updates
+    log_interval: int = 10  # batches between progress-bar updates, loss and stop checks
     save_model: bool = False
     output_dir: str | None = None  # None: runs/<timestamp>
 

@@ -606,7 +606,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | 
         "--log-interval",
         type=int,
         metavar="N",
-        help=f"batches between progress-bar updates (default: {d.log_interval})",
+        help=f"batches between progress-bar updates, loss and stop checks (default: {d.log_interval})",
     )
     add("--save-model", action="store_true", help="write last.pt (every epoch) and best.pt to --output-dir")
     add(
