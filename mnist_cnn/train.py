@@ -162,10 +162,17 @@ def train_epoch(
             # Every process stops at the same batch, or the others would wait for it forever.
             signal_number = int(all_reduce(torch.tensor((stop and stop()) or 0), "max"))
             if signal_number:
+                position.loss_sum, position.seen = epoch_totals(position)  # for rank 0 to save
                 raise EpochStopped(position, signal_number)
+    loss_sum, seen = epoch_totals(position)
+    return loss_sum.item() / max(seen, 1)
+
+
+def epoch_totals(position: EpochPosition) -> tuple[torch.Tensor, int]:
+    """The epoch's summed training loss and image count so far, over all processes."""
     seen = torch.tensor(float(position.seen), device=position.loss_sum.device)
-    loss_sum, seen = all_reduce(torch.stack([position.loss_sum.float(), seen])).tolist()
-    return loss_sum / max(seen, 1)
+    loss_sum, seen = all_reduce(torch.stack([position.loss_sum.float(), seen]))
+    return loss_sum, int(seen)
 
 
 @torch.inference_mode()
@@ -494,7 +501,10 @@ def restore_run(
             torch.cuda.set_rng_state_all(rng["cuda"])
         position = checkpoint.get("position")
         device = next(model.parameters()).device
-        return list(checkpoint["history"]), position and EpochPosition.from_dict(position, device)
+        position = position and EpochPosition.from_dict(position, device)
+        if position and not distributed.is_main():  # rank 0 carries the totals so far
+            position.loss_sum, position.seen = torch.zeros((), device=device), 0
+        return list(checkpoint["history"]), position
     except (KeyError, RuntimeError, ValueError, TypeError) as error:
         raise MnistCnnError(f"cannot resume from this checkpoint: {first_line(error)}") from None
 
