@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .data import DATASETS
+from .data import get_dataset
 from .errors import MnistCnnError
 
 
@@ -55,8 +55,7 @@ class TrainConfig:
             raise MnistCnnError(f"--log-interval must be at least 1, got {self.log_interval}")
         if self.schedule not in SCHEDULES:
             raise MnistCnnError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.dataset not in DATASETS:
-            raise MnistCnnError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        get_dataset(self.dataset)  # a clear error for an unknown one
         if self.precision not in PRECISIONS:
             raise MnistCnnError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

@@ -8,6 +8,7 @@ gradients, so all of them hold the same weights after every step. Rank 0 speaks 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 
@@ -18,9 +19,14 @@ from torch import nn
 from .errors import MnistCnnError
 
 
+def launched_processes() -> int:
+    """How many processes torchrun started for this run: 1 without torchrun."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def world_size() -> int:
-    """How many processes train together: 1 without torchrun."""
-    return dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", 1))
+    """How many processes train together now: 1 outside process_group (before and after fit, say)."""
+    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def rank() -> int:
@@ -35,16 +41,22 @@ def is_main() -> bool:
 
 def local_device(device: torch.device) -> torch.device:
     """Under torchrun on CUDA, each process takes the GPU of its LOCAL_RANK."""
-    if world_size() > 1 and device.type == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
+    if launched_processes() == 1 or device.type != "cuda":
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if local_rank >= torch.cuda.device_count():
+        raise MnistCnnError(
+            f"process {local_rank} of this machine has no GPU of its own: it has "
+            f"{torch.cuda.device_count()}; start at most that many (torchrun --nproc_per_node)"
+        )
+    return torch.device("cuda", local_rank)
 
 
 @contextlib.contextmanager
 def process_group(device: torch.device) -> Iterator[None]:
     """Join the other processes for the duration (gloo on CPU, nccl on CUDA), when torchrun
     started several and nobody has joined them yet; otherwise do nothing."""
-    if world_size() == 1 or dist.is_initialized():
+    if launched_processes() == 1 or dist.is_initialized():
         yield
         return
     if device.type not in ("cpu", "cuda"):
@@ -64,10 +76,23 @@ def share(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """tensor summed (op "sum") or maximized ("max") over all processes; itself in one process."""
-    if world_size() > 1:
-        dist.all_reduce(tensor, dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
-    return tensor
+    """tensor summed (op "sum") or maximized ("max") over all processes, on tensor's device;
+    tensor itself in one process. nccl reduces only GPU tensors, so a CPU one goes through this
+    process's GPU."""
+    if world_size() == 1:
+        return tensor
+    on_gpu = dist.get_backend() == "nccl" and tensor.device.type != "cuda"
+    reduced = tensor.to(torch.device("cuda", torch.cuda.current_device())) if on_gpu else tensor
+    dist.all_reduce(reduced, dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return reduced.to(tensor.device)
+
+
+# torch 2.13 renamed DDP's broadcast_buffers to forward_sync_buffers; the old name now warns.
+NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
@@ -79,7 +104,7 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=ids, forward_sync_buffers=False, gradient_as_bucket_view=True
+        model, device_ids=ids, gradient_as_bucket_view=True, **NO_BUFFER_SYNC
     )
 
 
@@ -115,13 +140,4 @@ def main_process_first() -> Iterator[None]:
 
 
 def _all_succeeded(succeeded: bool) -> bool:
-    flag = torch.tensor([0 if succeeded else 1], device=_collective_device())
-    return all_reduce(flag, "max").item() == 0
-
-
-def _collective_device() -> torch.device:
-    return (
-        torch.device("cuda", torch.cuda.current_device())
-        if dist.get_backend() == "nccl"
-        else torch.device("cpu")
-    )
+    return all_reduce(torch.tensor([0 if succeeded else 1]), "max").item() == 0

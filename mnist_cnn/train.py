@@ -32,7 +32,6 @@ from .augment import distort, random_distortions
 from .checkpoint import load_checkpoint, save_checkpoint, write_metrics
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import DATASETS, Normalization, epoch_order, load_splits, resolve_data_dir
-from .distributed import all_reduce, share, world_size
 from .errors import ArgumentParser, MnistCnnError, TrainingInterrupted, exit_on_error, first_line
 from .model import MODELS, build_model, count_parameters
 from .plots import NoMatplotlib, draw_curves
@@ -133,16 +132,16 @@ def train_epoch(
     if progress is not None:
         progress.update(position.step)
     for batch in batches[position.step :]:
-        index = share(batch)  # this process's share of the batch: all of it in one process
+        index = distributed.share(batch)  # this process's share of the batch: all of it in one process
         x = images[index]
         if augment:  # drawn for the whole batch, so that every process's generator stays in step
-            x = distort(x, share(random_distortions(len(batch), generator)))
+            x = distort(x, distributed.share(random_distortions(len(batch), generator)))
         with autocast(images.device, precision):
             loss_sum = F.nll_loss(model(x), labels[index], reduction="sum")
         optimizer.zero_grad(set_to_none=True)
         # The batch's mean loss. DDP averages the gradients of the world_size processes, so each
         # scales its share's sum by world_size too.
-        (loss_sum * (world_size() / len(batch))).backward()
+        (loss_sum * (distributed.world_size() / len(batch))).backward()
         optimizer.step()
         scheduler.step()
         # Summed on the device: no wait for the device but every log_interval batches.
@@ -150,17 +149,18 @@ def train_epoch(
         position.seen += len(index)
         position.step += 1
         if position.step % log_interval == 0 or position.step == len(batches):
-            loss_so_far = all_reduce(position.loss_sum.clone()).item()
-            if not math.isfinite(loss_so_far):
+            loss_sum_so_far, seen = epoch_totals(position)
+            mean_loss = loss_sum_so_far.item() / seen  # the epoch's so far, over all processes
+            if not math.isfinite(mean_loss):
                 raise MnistCnnError(
-                    f"the training loss became {loss_so_far} by batch {position.step}: training "
+                    f"the training loss became {mean_loss} by batch {position.step}: training "
                     "diverged; try a lower --lr"
                 )
             if progress is not None:
-                progress.set_postfix(loss=f"{loss_sum.item() / len(index):.4f}", refresh=False)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
                 progress.update(position.step - progress.n)
             # Every process stops at the same batch, or the others would wait for it forever.
-            signal_number = int(all_reduce(torch.tensor((stop and stop()) or 0), "max"))
+            signal_number = int(distributed.all_reduce(torch.tensor((stop and stop()) or 0), "max"))
             if signal_number:
                 position.loss_sum, position.seen = epoch_totals(position)  # for rank 0 to save
                 raise EpochStopped(position, signal_number)
@@ -171,7 +171,7 @@ def train_epoch(
 def epoch_totals(position: EpochPosition) -> tuple[torch.Tensor, int]:
     """The epoch's summed training loss and image count so far, over all processes."""
     seen = torch.tensor(float(position.seen), device=position.loss_sum.device)
-    loss_sum, seen = all_reduce(torch.stack([position.loss_sum.float(), seen]))
+    loss_sum, seen = distributed.all_reduce(torch.stack([position.loss_sum.float(), seen]))
     return loss_sum, int(seen)
 
 
@@ -188,7 +188,7 @@ def evaluate(
     """(mean NLL loss, correct, total) of model on a split, in large batches. Under torchrun each
     process evaluates its share of the split, and the counts are summed."""
     model.eval()
-    images, labels = share(images), share(labels)
+    images, labels = distributed.share(images), distributed.share(labels)
     sums = torch.zeros(3, device=images.device)  # loss, correct, total (exact in float32 to 2**24)
     for step, (x, y) in enumerate(zip(images.split(batch_size), labels.split(batch_size), strict=True)):
         if max_batches is not None and step >= max_batches:
@@ -198,7 +198,7 @@ def evaluate(
         sums[0] += F.nll_loss(output, y, reduction="sum")
         sums[1] += (output.argmax(dim=1) == y).sum()
         sums[2] += len(y)
-    total_loss, correct, total = all_reduce(sums).tolist()
+    total_loss, correct, total = distributed.all_reduce(sums).tolist()
     return total_loss / max(total, 1), int(correct), int(total)
 
 
@@ -362,6 +362,7 @@ def _fit(
                 stop=stop,
             )
         except EpochStopped as stopped:
+            distributed.average_buffers(model)  # every process stopped here; rank 0 saves for all
             raise interrupted(output_dir, run(position=stopped.position), stopped.signal_number) from None
         finally:
             if bar is not None:
@@ -402,7 +403,7 @@ def _fit(
 
 def check_batch_shares(n: int, batch_size: int) -> None:
     """Under torchrun, every process must get a part of every batch, the last one included."""
-    processes = world_size()
+    processes = distributed.world_size()
     last = n % batch_size or batch_size
     if processes > 1 and min(batch_size, last) < processes:
         raise MnistCnnError(
@@ -475,8 +476,10 @@ def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -
         return TrainingInterrupted(f"{name} {where}; nothing saved (no output folder)", signal_number)
     path = output_dir / "last.pt"
     save_checkpoint(path, checkpoint)
+    processes = distributed.world_size()
+    command = f"torchrun --nproc_per_node={processes}" if processes > 1 else "python"
     return TrainingInterrupted(
-        f"{name} {where}; saved {path}; go on with: python -m mnist_cnn.train --resume {path}",
+        f"{name} {where}; saved {path}; go on with: {command} -m mnist_cnn.train --resume {path}",
         signal_number,
     )
 
@@ -648,7 +651,8 @@ def main(argv: list[str] | None = None) -> History:
         model = build_model(config.model, **config.model_args)
         print_summary(model)
         device = distributed.local_device(select_device(config.device))
-        processes = f" x {world_size()} processes" if world_size() > 1 else ""
+        processes = distributed.launched_processes()
+        processes = f" x {processes} processes" if processes > 1 else ""
         print(
             f"Training {config.model} ({count_parameters(model):,} parameters) on {config.dataset}, "
             f"{device}{processes}"

@@ -11,23 +11,29 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_cnn import MnistCnnError, load_checkpoint
-from mnist_cnn import train as train_module
+from mnist_cnn import MnistCnnError, distributed, load_checkpoint
 from mnist_cnn.distributed import share
 from mnist_cnn.train import check_batch_shares
 
 from .conftest import NO_NETWORK
 
 # Runs the training command, then saves the trained net of this process as rank<RANK>.pt in the
-# folder given first, so the test can compare what every process ends with.
+# folder given first, so the test can compare what every process ends with, and what it wrote
+# (checkpoints, metrics, curves) as rank<RANK>.writes.
 WORKER = """
 import os, sys, torch
 from mnist_cnn import train
-built = []
+built, writes = [], []
 build = train.build_model
 train.build_model = lambda *a, **k: built.append(build(*a, **k)) or built[-1]
+for name in ("save_checkpoint", "write_metrics", "draw_curves"):
+    write = getattr(train, name)
+    setattr(train, name, lambda *a, _write=write, _name=name: writes.append(_name) or _write(*a))
 train.main(sys.argv[2:])
-torch.save(built[-1].state_dict(), os.path.join(sys.argv[1], f"rank{os.environ.get('RANK', 0)}.pt"))
+rank = os.environ.get("RANK", 0)
+torch.save(built[-1].state_dict(), os.path.join(sys.argv[1], f"rank{rank}.pt"))
+with open(os.path.join(sys.argv[1], f"rank{rank}.writes"), "w") as file:
+    file.write("\\n".join(writes))
 """
 
 
@@ -65,6 +71,7 @@ def test_two_processes_train_one_model_and_write_one_set_of_outputs(flags, mnist
     # Only rank 0 prints and writes: one summary, one test line, one set of files.
     assert result.stdout.count("Total params") == 1 and result.stdout.count("Test set:") == 1
     assert "cpu x 2 processes" in result.stdout
+    assert (folder / "rank0.writes").read_text() and not (folder / "rank1.writes").read_text()
     assert {p.name for p in (folder / "run").iterdir()} == {
         "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
     }  # fmt: skip
@@ -82,8 +89,8 @@ def test_two_processes_train_one_model_and_write_one_set_of_outputs(flags, mnist
 
 
 def test_every_process_gets_a_share_of_every_batch(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "3")
-    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
     assert share(torch.arange(10)).tolist() == [4, 5, 6]  # 10 = 4 + 3 + 3
     check_batch_shares(100, 64)  # 64 and 36 images: enough for 3
     with pytest.raises(MnistCnnError, match="--batch-size 64 cannot be shared among 3 processes"):
@@ -95,7 +102,27 @@ def test_every_process_gets_a_share_of_every_batch(monkeypatch):
 def test_one_process_is_not_distributed(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     x = torch.arange(5)
-    assert share(x) is x and train_module.world_size() == 1
+    assert share(x) is x and distributed.world_size() == 1 and distributed.launched_processes() == 1
+
+
+def test_outside_the_process_group_the_helpers_act_for_one_process(monkeypatch):
+    # Under torchrun, after fit has left its process group (a script evaluating afterwards, say).
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    x = torch.arange(5.0)
+    assert share(x) is x and distributed.all_reduce(x) is x and distributed.world_size() == 1
+    assert distributed.launched_processes() == 2 and not distributed.is_main()
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(MnistCnnError, match="process 3 of this machine has no GPU of its own: it has 2"):
+        distributed.local_device(torch.device("cuda"))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
 
 
 def test_sigterm_stops_every_process_at_the_same_batch_and_rank_0_saves_the_run(tmp_path):
