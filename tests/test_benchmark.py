@@ -1,0 +1,39 @@
+"""scripts/benchmark.py, the speed measurement behind the README's table, end to end on the
+synthetic data: it must keep running, and pair each contender with the classic run of the same
+repetition. (It asserts no time: timings live in the benchmark's own output.)"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import NO_NETWORK
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(SCRIPTS / "benchmark.py"), "--data-dir", str(mnist_dir), "--repeats", "2"]
+    result = subprocess.run(
+        [*command, "--contenders", "default", "nchw", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **NO_NETWORK},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    assert list(bench["results"]) == ["classic", "default", "nchw"]  # the baseline always runs
+    classic = bench["results"]["classic"]["train_seconds"]
+    for name, r in bench["results"].items():
+        assert len(r["train_seconds"]) == 2 and all(0 <= a <= 1 for a in r["test_accuracy"])
+        assert r["speedups"] == [c / s for c, s in zip(classic, r["train_seconds"], strict=True)]
+        assert f"| {name} |" in result.stdout
+    assert bench["results"]["classic"]["speedups"] == [1.0, 1.0]
+    assert bench["machine"]["cores"] == os.cpu_count() and "torch" in bench["machine"]
+    assert set(bench["seconds_to_98"]) == {
+        "mnist_cnn (`python -m mnist_cnn.train`)",
+        "classic (`scripts/classic.py`)",
+    }
