@@ -3,6 +3,7 @@
     python scripts/accuracy.py --data-dir ../shared/data --seeds 1 2 3 4 5
     python scripts/accuracy.py --data-dir ../shared/data --model improved --seeds 1 2 3
     python scripts/accuracy.py --data-dir data --dataset fashion-mnist --model improved --seeds 1 2 3
+    python scripts/accuracy.py --data-dir ../shared/data --precision bf16    # a speed option
 
 Each row is one `fit(default_config(model, seed=S))`: test accuracy after epoch 1, after the last
 epoch (the one that counts), and at the best epoch; training seconds per epoch (data loading and
@@ -18,7 +19,7 @@ import statistics
 from ablation import run_seeds
 from machine import caption, describe_machine
 
-from mnist_cnn.config import RECIPES, default_config
+from mnist_cnn.config import PRECISIONS, RECIPES, default_config, flag
 from mnist_cnn.data import DATASETS
 
 
@@ -29,19 +30,23 @@ def main() -> None:
     p.add_argument("--dataset", default="mnist", choices=list(DATASETS))
     p.add_argument("--epochs", type=int, help="instead of the recipe's")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, help="instead of the recipe's")
+    p.add_argument("--batch-size", type=int, help="instead of the recipe's")
+    p.add_argument("--lr", type=float, help="instead of the recipe's")
+    p.add_argument("--precision", choices=PRECISIONS, help="instead of the recipe's (fp32)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
     args = p.parse_args()
 
-    changes = {k: v for k, v in (("epochs", args.epochs), ("augment", args.augment)) if v is not None}
+    overridable = ("epochs", "augment", "batch_size", "lr", "precision")
+    changes = {k: getattr(args, k) for k in overridable if getattr(args, k) is not None}
     config = default_config(
         args.model, data_dir=args.data_dir, device=args.device, dataset=args.dataset, **changes
     )
     result = run_seeds(config, args.seeds)
 
     machine = describe_machine(args.device)
-    changed = "".join(f", {k} {v}" for k, v in changes.items())
+    changed = "".join(f", {flag(k)} {v}" for k, v in changes.items())
     print(
         f"\n`--model {args.model}` defaults{changed} on {args.dataset}, {config.epochs} epoch(s); "
         f"{caption(machine)}\n"
