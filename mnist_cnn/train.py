@@ -162,7 +162,7 @@ def train_epoch(
             # Every process stops at the same batch, or the others would wait for it forever.
             signal_number = int(distributed.all_reduce(torch.tensor((stop and stop()) or 0), "max"))
             if signal_number:
-                position.loss_sum, position.seen = epoch_totals(position)  # for rank 0 to save
+                position.loss_sum, position.seen = loss_sum_so_far, seen  # for rank 0 to save
                 raise EpochStopped(position, signal_number)
     loss_sum, seen = epoch_totals(position)
     return loss_sum.item() / max(seen, 1)
@@ -652,10 +652,9 @@ def main(argv: list[str] | None = None) -> History:
         print_summary(model)
         device = distributed.local_device(select_device(config.device))
         processes = distributed.launched_processes()
-        processes = f" x {processes} processes" if processes > 1 else ""
         print(
             f"Training {config.model} ({count_parameters(model):,} parameters) on {config.dataset}, "
-            f"{device}{processes}"
+            f"{device}" + (f" x {processes} processes" if processes > 1 else "")
         )
 
     def report(metrics: dict) -> None:
