@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,18 +19,26 @@ from .model import MODELS, build_model
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write data to path through a temporary file in the same folder and a rename, so that a
-    crash mid-write leaves the previous file whole."""
+    crash mid-write leaves the previous file whole. The file gets the permissions the user's
+    umask gives (as open() would); a folder that cannot be written is an MnistCnnError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # os.open applies the umask to 0o666; tempfile.mkstemp would make every file 0600.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise MnistCnnError(f"cannot write {path}: {error.strerror or first_line(error)}") from None
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise MnistCnnError(f"cannot write {path}: {error.strerror or first_line(error)}") from None
         raise
 
 
@@ -41,17 +47,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     write_atomic(path, buffer.getvalue())
-
-
-def write_metrics(output_dir: str | os.PathLike, history: list[dict]) -> None:
-    """The per-epoch history as metrics.json and metrics.csv in output_dir."""
-    output_dir = Path(output_dir)
-    write_atomic(output_dir / "metrics.json", json.dumps(history, indent=2).encode())
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    write_atomic(output_dir / "metrics.csv", text.getvalue().encode())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

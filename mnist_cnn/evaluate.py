@@ -17,9 +17,10 @@ from torch import nn
 
 from .checkpoint import load_trained
 from .data import DATASETS, load_mnist, resolve_data_dir
+from .device import select_device
 from .errors import ArgumentParser, exit_on_error
+from .metrics import format_test_line
 from .plots import NoMatplotlib, draw_confusion, draw_mistakes
-from .train import format_test_line, select_device
 
 
 @torch.inference_mode()

@@ -15,9 +15,9 @@ from torch import nn
 
 from .checkpoint import load_trained
 from .data import DATASETS, DIGITS, MNIST_NORMALIZATION, Normalization
+from .device import select_device
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .preprocess import image_files, load_image, to_mnist
-from .train import select_device
 
 
 @torch.inference_mode()

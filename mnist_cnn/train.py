@@ -29,39 +29,16 @@ from tqdm import tqdm
 
 from . import distributed
 from .augment import distort, random_distortions
-from .checkpoint import load_checkpoint, save_checkpoint, write_metrics
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import DATASETS, Normalization, epoch_order, load_splits, resolve_data_dir
+from .device import autocast, cpu_threads, select_device
 from .errors import ArgumentParser, MnistCnnError, TrainingInterrupted, exit_on_error, first_line
+from .metrics import format_test_line, write_metrics
 from .model import MODELS, build_model, count_parameters
 from .plots import NoMatplotlib, draw_curves
 
 History = list[dict]
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA, then Apple MPS, else CPU; a named device must be available."""
-    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MnistCnnError(f"--device {name!r} is not a device (try cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MnistCnnError(f"--device {name}: CUDA is not available on this machine")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise MnistCnnError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not has_mps:
-        raise MnistCnnError(f"--device {name}: Apple MPS is not available on this machine")
-    return device
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for, else nothing."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -286,18 +263,6 @@ def stop_signals() -> Iterator[Callable[[], int | None]]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to threads (when given) for the duration."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit(
@@ -532,15 +497,6 @@ def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfi
 
 
 RESUMABLE_OVERRIDES = {"device", "data_dir", "output_dir", "threads", "log_interval", "save_model", "dry_run"}
-
-
-def format_test_line(metrics: dict) -> str:
-    """The per-epoch line of pytorch/examples' mnist/main.py."""
-    return (
-        f"Test set: Average loss: {metrics['test_loss']:.4f}, "
-        f"Accuracy: {metrics['test_correct']}/{metrics['test_total']} "
-        f"({100 * metrics['test_accuracy']:.2f}%)"
-    )
 
 
 def print_summary(model: nn.Module) -> None:

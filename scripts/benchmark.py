@@ -30,7 +30,7 @@ from classic import fit_classic
 from machine import caption, describe_machine
 
 from mnist_cnn import TrainConfig, fit
-from mnist_cnn.train import select_device
+from mnist_cnn.device import select_device
 
 SCRIPTS = Path(__file__).resolve().parent
 TARGET = 0.98

@@ -19,7 +19,9 @@ from torchvision import datasets, transforms
 
 from mnist_cnn import TrainConfig, build_model
 from mnist_cnn.data import MNIST_NORMALIZATION, resolve_data_dir
-from mnist_cnn.train import build_optimizer, format_test_line, select_device
+from mnist_cnn.device import select_device
+from mnist_cnn.metrics import format_test_line
+from mnist_cnn.train import build_optimizer
 
 
 def loaders(config: TrainConfig) -> tuple[DataLoader, DataLoader]:

@@ -6,7 +6,9 @@ import torch
 
 from mnist_cnn import MnistCnnError, Net, TrainConfig, fit
 from mnist_cnn.config import RECIPES, default_config
-from mnist_cnn.train import autocast, cpu_threads, evaluate, format_test_line, parse_args, select_device
+from mnist_cnn.device import autocast, cpu_threads, select_device
+from mnist_cnn.metrics import format_test_line
+from mnist_cnn.train import evaluate, parse_args
 
 from .conftest import RAW_NAMES
 

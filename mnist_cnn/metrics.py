@@ -1,0 +1,31 @@
+"""A run's per-epoch metrics: the test line pytorch/examples prints, and metrics.json/.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from .checkpoint import write_atomic
+
+
+def format_test_line(metrics: dict) -> str:
+    """The per-epoch line of pytorch/examples' mnist/main.py."""
+    return (
+        f"Test set: Average loss: {metrics['test_loss']:.4f}, "
+        f"Accuracy: {metrics['test_correct']}/{metrics['test_total']} "
+        f"({100 * metrics['test_accuracy']:.2f}%)"
+    )
+
+
+def write_metrics(output_dir: str | os.PathLike, history: list[dict]) -> None:
+    """The per-epoch history as metrics.json and metrics.csv in output_dir."""
+    output_dir = Path(output_dir)
+    write_atomic(output_dir / "metrics.json", json.dumps(history, indent=2).encode())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    write_atomic(output_dir / "metrics.csv", text.getvalue().encode())
