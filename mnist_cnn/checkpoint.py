@@ -6,6 +6,7 @@ import io
 import os
 import secrets
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -61,6 +62,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error says enough
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails in many ways on bytes that are not a checkpoint
+        exported = exported_format(path)
+        if exported:
+            raise MnistCnnError(
+                f"{path} is a model exported to {exported}, for other runtimes; this command takes a "
+                "checkpoint written by training (best.pt or last.pt)"
+            ) from None
         text = str(error)
         if "WeightsUnpickler error:" in text:
             # Not torch's own advice (weights_only=False would run whatever code the file holds).
@@ -74,6 +81,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:
         raise MnistCnnError(f"{path} is not an mnist-cnn checkpoint (no model_state)")
     return checkpoint
+
+
+def exported_format(path: Path) -> str | None:
+    """'TorchScript' or 'ONNX' when path holds a model that mnist_cnn.export (or another
+    exporter) wrote, else None."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:  # TorchScript: a zip with the model's code
+                names = archive.namelist()
+            return (
+                "TorchScript" if any("/code/" in n or n.endswith("/constants.pkl") for n in names) else None
+            )
+        with open(path, "rb") as file:
+            head = file.read(3)
+    except OSError:
+        return None
+    # An ONNX file is a ModelProto: field 1 (ir_version, a small varint), then field 2 (producer).
+    return (
+        "ONNX" if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and head[2:3] == b"\x12") else None
+    )
 
 
 class TrainedModel(NamedTuple):

@@ -23,6 +23,7 @@ class TrainConfig:
     lr: float = 0.03  # peak learning rate of the one-cycle schedule
     schedule: str = "onecycle"  # or "restarts": see train.build_optimizer
     warmup: float = 0.2  # onecycle: fraction of the run spent raising the learning rate to its peak
+    schedule_start: int = 0  # the epoch the schedule starts at: > 0 once --resume --epochs extended a run
     momentum: float = 0.9
     weight_decay: float = 0.0
     augment: bool = False  # random rotation, shift and scale of every training image

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,9 +132,15 @@ def read_split(
         raise MnistCnnError(f"--data-dir {root} is a file, not a folder")
     files = spec.split_files(root, train)
     raw = files[0].parent
+    if not all(path.is_file() for path in files):
+        check_not_misplaced(root, spec)
+    # The outermost of the folders that torchvision would create: removed again if it fails.
+    created = next((folder for folder in (root, root / spec.folder, raw) if not folder.exists()), None)
     try:
         data = spec.open(root, train)
     except Exception as error:  # torchvision raises many types for missing, unreadable or bad files
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         if not all(path.is_file() for path in files):
             hint = f" ({spec.hint})" if spec.hint else ""
             raise MnistCnnError(
@@ -158,6 +165,26 @@ def read_split(
     if spec.transposed:
         images = images.transpose(1, 2)
     return images.unsqueeze(1).contiguous(), labels.long()
+
+
+def check_not_misplaced(root: Path, spec: Dataset) -> None:
+    """A data folder given one level too deep (DIR/MNIST/raw) or too shallow (the files right
+    in it) is a clear error, before torchvision downloads into DIR/MNIST/raw/MNIST/raw."""
+    if root.name == "raw" and root.parent.name == spec.folder:
+        holder = root.parent.parent
+    elif root.name == spec.folder and (root / "raw").is_dir():
+        holder = root.parent
+    elif any((root / name).is_file() for name in spec.files):
+        raise MnistCnnError(
+            f"--data-dir {root} holds the {spec.folder} files themselves: move them into "
+            f"{root / spec.folder / 'raw'}, where torchvision looks for them"
+        )
+    else:
+        return
+    raise MnistCnnError(
+        f"--data-dir {root} is the {spec.folder} folder itself: point --data-dir at the folder that "
+        f"holds {spec.folder}/raw ({holder})"
+    )
 
 
 def pixel_statistics(images: torch.Tensor) -> Normalization:

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -64,12 +65,25 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (and exit status 2), like every other error;
-    and every command takes --debug."""
+def command_name(module: str) -> str:
+    """The command as the user called it: its console script (mnist-cnn-train, ...) or
+    `python -m module`."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return script if script.startswith("mnist-cnn-") else f"python -m {module}"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the command in module, named as the user called it; a bad flag is one line
+    on stderr (and exit status 2), like every other error; every command takes --debug and
+    --version."""
+
+    def __init__(self, module: str | None = None, **kwargs) -> None:
+        if module is not None:
+            kwargs["prog"] = command_name(module)
+        super().__init__(**kwargs)
+        from . import __version__  # here: the package has finished importing by now
+
+        self.add_argument("--version", action="version", version=f"%(prog)s (mnist-cnn) {__version__}")
         self.add_argument(
             "--debug", action="store_true", default=False, help="show the traceback of an error"
         )

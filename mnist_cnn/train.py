@@ -8,19 +8,13 @@ Under torchrun, each process takes its share of every batch (see distributed.py)
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import math
 import os
-import signal
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,43 +23,26 @@ from tqdm import tqdm
 
 from . import distributed
 from .augment import distort, random_distortions
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
-from .data import DATASETS, Normalization, epoch_order, load_splits, resolve_data_dir
+from .data import DATASETS, load_splits, resolve_data_dir
 from .device import autocast, cpu_threads, select_device
-from .errors import ArgumentParser, MnistCnnError, TrainingInterrupted, exit_on_error, first_line
-from .metrics import format_test_line, write_metrics
+from .errors import ArgumentParser, MnistCnnError, exit_on_error
+from .metrics import format_test_line
 from .model import MODELS, build_model, count_parameters
-from .plots import NoMatplotlib, draw_curves
-
-History = list[dict]
-
-
-@dataclass
-class EpochPosition:
-    """How far a run is through an epoch: enough to stop after any batch and later go on exactly
-    as if it had not stopped."""
-
-    order: torch.Tensor  # the epoch's shuffled order of the training set
-    lr: float  # the learning rate at the epoch's first batch, for its record
-    loss_sum: torch.Tensor  # the summed training loss of the batches done, on the training device
-    step: int = 0  # batches done
-    seen: int = 0  # images done
-
-    @classmethod
-    def start(
-        cls, n: int, generator: torch.Generator, optimizer: torch.optim.Optimizer, device: torch.device
-    ) -> EpochPosition:
-        """A new epoch: draw its order of n images."""
-        order = epoch_order(n, generator)
-        return cls(order, optimizer.param_groups[0]["lr"], torch.zeros((), device=device))
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "loss_sum": self.loss_sum.cpu()}
-
-    @classmethod
-    def from_dict(cls, data: dict, device: torch.device) -> EpochPosition:
-        return cls(**{**data, "loss_sum": data["loss_sum"].to(device)})
+from .runs import (
+    EpochPosition,
+    History,
+    claim_output_dir,
+    default_output_dir,
+    interrupted,
+    new_run_id,
+    restore_run,
+    resume_config,
+    run_state,
+    save_run,
+    stop_signals,
+)
 
 
 class EpochStopped(Exception):
@@ -198,7 +175,8 @@ def build_optimizer(
         nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
     )
-    total_steps = config.epochs * steps_per_epoch
+    # One schedule over the run's epochs; over the added ones when --epochs extended a finished run.
+    total_steps = (config.epochs - config.schedule_start) * steps_per_epoch
     if config.schedule == "restarts":
         factor = partial(cosine_restarts, first_cycle=steps_per_epoch, total=total_steps)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -225,44 +203,23 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool = False,
     resume: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> History:
     """Train config.model on config.dataset as config says; returns one dict of metrics per epoch.
 
     on_epoch is called with each epoch's metrics as soon as they are known; progress shows a tqdm
     bar per epoch. resume continues the run saved in a checkpoint (see resume_config): on CPU
     the result is bitwise the same as an uninterrupted run's. With config.output_dir, metrics
-    and curves are written there; with config.save_model, checkpoints too.
+    and curves are written there; with config.save_model, checkpoints too. Before training, the
+    run claims its output folder: one that holds another run is refused, unless overwrite
+    (which removes that run's files). A dry run writes nothing.
 
     Started by torchrun, the processes train together (DistributedDataParallel); only rank 0
     calls on_epoch, shows progress and writes files, and every rank returns the same history.
     """
     device = distributed.local_device(select_device(config.device))
     with cpu_threads(config.threads), stop_signals() as stop, distributed.process_group(device):
-        return _fit(config, device, on_epoch, progress, resume, stop)
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[Callable[[], int | None]]:
-    """While training, SIGINT (Ctrl-C) and SIGTERM ask it to stop at the next check (every
-    --log-interval batches), so the run can be saved whole; a second one stops it at once. Yields stop(): the first signal
-    received, else None. Outside the main thread (where Python allows no handlers) nothing
-    changes."""
-    received: list[int] = []
-
-    def handler(signal_number: int, frame) -> None:
-        if received:
-            raise KeyboardInterrupt
-        received.append(signal_number)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: received[0] if received else None
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        return _fit(config, device, on_epoch, progress, resume, overwrite, stop)
 
 
 def _fit(
@@ -271,6 +228,7 @@ def _fit(
     on_epoch: Callable[[dict], None] | None,
     progress: bool,
     resume: str | os.PathLike | None,
+    overwrite: bool,
     stop: Callable[[], int | None],
 ) -> History:
     if device.type == "cuda":
@@ -293,17 +251,26 @@ def _fit(
     optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
     history: History = []
     position = None  # where a resumed run stopped within an epoch
+    run_id = new_run_id()
     if resume is not None:
-        history, position = restore_run(load_checkpoint(resume), model, optimizer, scheduler, generator)
+        saved = load_checkpoint(resume)
+        run_id = saved.get("run_id", run_id)  # checkpoints from before run.json have none
+        new_schedule = saved["config"].get("schedule_start", 0) != config.schedule_start
+        history, position = restore_run(saved, model, optimizer, scheduler, generator, new_schedule)
     net = distributed.wrap(model, device)  # what trains; model is the net itself, for saving
     max_batches = 1 if config.dry_run else None
     output_dir = Path(config.output_dir) if config.output_dir else None
     if config.save_model and output_dir is None:
         output_dir = default_output_dir()
+    if not distributed.is_main() or config.dry_run:
+        output_dir = None  # rank 0 speaks for the run; a dry run only checks the setup
     if not distributed.is_main():
-        output_dir, on_epoch, progress = None, None, False  # rank 0 speaks for the run
+        on_epoch, progress = None, False
+    if output_dir is not None:  # before training, so that no trained epoch is lost to a bad folder
+        own = resume is not None and Path(resume).parent.resolve() == output_dir.resolve()
+        claim_output_dir(output_dir, run_id, overwrite=overwrite, own=own)
     # run(): the run as a checkpoint, as it stands now (history grows in place below).
-    run = partial(run_state, config, normalization, history, model, optimizer, scheduler, generator)
+    run = partial(run_state, run_id, config, normalization, history, model, optimizer, scheduler, generator)
 
     for epoch in range(len(history) + 1, config.epochs + 1):
         bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch") if progress else None
@@ -377,128 +344,6 @@ def check_batch_shares(n: int, batch_size: int) -> None:
         )
 
 
-def default_output_dir() -> Path:
-    """runs/<timestamp>, for a run that saves and was given no --output-dir."""
-    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def run_state(
-    config: TrainConfig,
-    normalization: Normalization,
-    history: History,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    generator: torch.Generator,
-    position: EpochPosition | None = None,
-) -> dict:
-    """A resumable checkpoint of the run as it stands: after len(history) epochs, and position
-    into the next one when it stopped part-way."""
-    return {
-        "model": config.model,
-        "model_args": config.model_args,
-        "model_state": model.state_dict(),
-        "dataset": config.dataset,
-        "normalization": normalization,
-        "optimizer_state": optimizer.state_dict(),
-        "scheduler_state": scheduler.state_dict(),
-        "rng_state": {
-            "torch": torch.get_rng_state(),
-            "generator": generator.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "epoch": len(history),
-        "position": position.to_dict() if position is not None else None,
-        "config": config.to_dict(),
-        "history": list(history),
-    }
-
-
-def save_run(output_dir: Path, checkpoint: dict, save_model: bool) -> None:
-    """After an epoch: metrics.json, metrics.csv and curves.png; with save_model, last.pt and,
-    when the test accuracy is the best so far, best.pt."""
-    history = checkpoint["history"]
-    write_metrics(output_dir, history)
-    try:
-        draw_curves(history, output_dir / "curves.png")
-    except NoMatplotlib as error:
-        if len(history) == 1:  # say it once a run
-            print(f"note: {error}", file=sys.stderr)
-    if not save_model:
-        return
-    save_checkpoint(output_dir / "last.pt", checkpoint)
-    if history[-1]["test_accuracy"] >= max(m["test_accuracy"] for m in history):
-        save_checkpoint(output_dir / "best.pt", checkpoint)
-
-
-def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -> TrainingInterrupted:
-    """Save a run stopped by a signal as last.pt, and the error that tells how to resume it."""
-    where = f"after batch {checkpoint['position']['step']} of epoch {checkpoint['epoch'] + 1}"
-    name = signal.Signals(signal_number).name
-    if not distributed.is_main():
-        return TrainingInterrupted(f"{name} {where}; rank 0 saves the run", signal_number)
-    if output_dir is None:
-        return TrainingInterrupted(f"{name} {where}; nothing saved (no output folder)", signal_number)
-    path = output_dir / "last.pt"
-    save_checkpoint(path, checkpoint)
-    processes = distributed.world_size()
-    command = f"torchrun --nproc_per_node={processes}" if processes > 1 else "python"
-    return TrainingInterrupted(
-        f"{name} {where}; saved {path}; go on with: {command} -m mnist_cnn.train --resume {path}",
-        signal_number,
-    )
-
-
-def restore_run(
-    checkpoint: dict,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    generator: torch.Generator,
-) -> tuple[History, EpochPosition | None]:
-    """Put a run saved by run_state back in place; returns its history so far and, when it
-    stopped within an epoch, where."""
-    try:
-        model.load_state_dict(checkpoint["model_state"])
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        scheduler.load_state_dict(checkpoint["scheduler_state"])
-        rng = checkpoint["rng_state"]
-        torch.set_rng_state(rng["torch"])
-        generator.set_state(rng["generator"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        position = checkpoint.get("position")
-        device = next(model.parameters()).device
-        position = position and EpochPosition.from_dict(position, device)
-        if position and not distributed.is_main():  # rank 0 carries the totals so far
-            position.loss_sum, position.seen = torch.zeros((), device=device), 0
-        return list(checkpoint["history"]), position
-    except (KeyError, RuntimeError, ValueError, TypeError) as error:
-        raise MnistCnnError(f"cannot resume from this checkpoint: {first_line(error)}") from None
-
-
-def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfig:
-    """The config of the run saved at checkpoint_path, with where-and-how settings (device,
-    data_dir, output_dir, threads, ...) replaced by overrides. What decides the result (model,
-    epochs, learning rate, seed, ...) cannot change: that would not be the same run."""
-    saved = load_checkpoint(checkpoint_path)
-    if "config" not in saved or "rng_state" not in saved:
-        raise MnistCnnError(f"{checkpoint_path} holds a model but not a resumable run")
-    config = TrainConfig.from_dict(saved["config"])
-    fixed = set(overrides) - RESUMABLE_OVERRIDES
-    changed = sorted(flag(k) for k in fixed if overrides[k] != getattr(config, k))
-    if changed:
-        raise MnistCnnError(
-            f"--resume continues the saved run as it was; it cannot change {', '.join(changed)}"
-        )
-    # A run saved to runs/<timestamp> goes on writing there.
-    overrides.setdefault("output_dir", config.output_dir or str(Path(checkpoint_path).parent))
-    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
-
-
-RESUMABLE_OVERRIDES = {"device", "data_dir", "output_dir", "threads", "log_interval", "save_model", "dry_run"}
-
-
 def print_summary(model: nn.Module) -> None:
     """torchsummary's table for a 1x28x28 input, computed on the CPU."""
     from torchsummary import summary
@@ -508,13 +353,21 @@ def print_summary(model: nn.Module) -> None:
         summary(model, (1, 28, 28), device="cpu")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | None]:
-    """Command-line flags (compatible with pytorch/examples' mnist/main.py) -> the run's config,
-    whether to show a progress bar, and the checkpoint to resume from, if any."""
+class Command(NamedTuple):
+    """What the command line asks for: the run, and how to go about it."""
+
+    config: TrainConfig
+    progress: bool  # show a progress bar
+    resume: str | None  # the checkpoint to go on from
+    overwrite: bool  # replace a run already in the output folder
+
+
+def parse_args(argv: list[str] | None = None) -> Command:
+    """Command-line flags (compatible with pytorch/examples' mnist/main.py) -> what to do."""
     d = TrainConfig()
     improved = ", ".join(f"{flag(k)} {v}" for k, v in RECIPES["improved"].items())
     p = ArgumentParser(
-        prog="python -m mnist_cnn.train",
+        "mnist_cnn.train",
         description="Train the seed's 9,032-parameter fully convolutional net (or --model improved) on MNIST.",
         epilog=f"Defaults are the seed net's recipe; --model improved changes them to {improved}. "
         "Started by torchrun (torchrun --nproc_per_node=N -m mnist_cnn.train ...), N processes train "
@@ -581,28 +434,45 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool, str | 
     add(
         "--output-dir",
         metavar="DIR",
-        help="where metrics, curves and checkpoints go (default: runs/<timestamp>)",
+        help="where metrics, curves and checkpoints go; a folder that holds another run is refused "
+        "(default: runs/<date>-<time>-<process id>)",
     )
-    add("--resume", metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT (a last.pt)")
+    add("--overwrite", action="store_true", help="replace the run already in --output-dir")
+    add(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue the run saved in CHECKPOINT (a last.pt), in its folder; with --epochs, "
+        "train a finished run further",
+    )
     add("--no-progress", action="store_true", help="no progress bar")
     args = vars(p.parse_args(argv))
     args.pop("debug")
     progress = not args.pop("no_progress", False)
     if args.pop("no_accel", False):
         args["device"] = "cpu"
+    overwrite = args.pop("overwrite", False)
     resume = args.pop("resume", None)
     if resume is not None:
-        return resume_config(resume, **args), progress, resume
+        return Command(resume_config(resume, **args), progress, resume, overwrite)
     args.setdefault("output_dir", str(default_output_dir()))
-    return default_config(**args), progress, None
+    return Command(default_config(**args), progress, None, overwrite)
 
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> History:
     """`python -m mnist_cnn.train`: parse flags, print the net, train, print each epoch's test line.
     Under torchrun only rank 0 prints."""
-    config, progress, resume = parse_args(argv)
+    config, progress, resume, overwrite = parse_args(argv)
     speaks = distributed.is_main()
+    if resume is not None:
+        saved = load_checkpoint(resume)
+        if saved["epoch"] >= config.epochs and saved.get("position") is None:
+            if speaks:
+                print(
+                    f"Nothing left to do: {resume} has trained all {config.epochs} epochs of its run; "
+                    f"--epochs N (more than {config.epochs}) trains it further"
+                )
+            return saved["history"]
     if speaks:
         model = build_model(config.model, **config.model_args)
         print_summary(model)
@@ -612,6 +482,8 @@ def main(argv: list[str] | None = None) -> History:
             f"Training {config.model} ({count_parameters(model):,} parameters) on {config.dataset}, "
             f"{device}" + (f" x {processes} processes" if processes > 1 else "")
         )
+        if resume is not None:
+            print(f"Resuming {resume}, writing to {config.output_dir}")
 
     def report(metrics: dict) -> None:
         print(
@@ -619,15 +491,21 @@ def main(argv: list[str] | None = None) -> History:
         )
         print(format_test_line(metrics))
 
-    if resume is not None and speaks:
-        print(f"Resuming {resume}")
-    history = fit(config, on_epoch=report, progress=progress, resume=resume)
+    history = fit(config, on_epoch=report, progress=progress, resume=resume, overwrite=overwrite)
     if speaks:
-        print(
-            f"Metrics and curves in {config.output_dir}"
-            + (" (with last.pt and best.pt)" if config.save_model else "")
-        )
+        print(finished_line(config))
     return history
+
+
+def finished_line(config: TrainConfig) -> str:
+    """Where the run's files are, as they are: a dry run writes none, and curves need matplotlib."""
+    if config.dry_run:
+        return "Dry run: nothing written"
+    output_dir = Path(config.output_dir)
+    what = (
+        "Metrics and curves" if (output_dir / "curves.png").exists() else "Metrics (no curves: no matplotlib)"
+    )
+    return f"{what} in {output_dir}" + (" (with last.pt and best.pt)" if config.save_model else "")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from mnist_cnn import (
 )
 from mnist_cnn.data import DATASETS
 from mnist_cnn.plots import NoMatplotlib
-from mnist_cnn.train import resume_config
+from mnist_cnn.runs import resume_config
 
 
 def test_save_model_writes_last_and_best_that_load_back(mnist_dir, tmp_path):
@@ -29,6 +29,7 @@ def test_save_model_writes_last_and_best_that_load_back(mnist_dir, tmp_path):
     history = fit(config)
     # no temporary files left
     assert {p.name for p in out.iterdir()} == {
+        "run.json",
         "last.pt",
         "best.pt",
         "metrics.csv",

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -23,11 +24,12 @@ def run(*args, env_extra=None, cwd=None, module="mnist_cnn.train"):
     )
 
 
-def test_dry_run_prints_the_summary_and_a_test_line(mnist_dir):
-    result = run("--dry-run", "--data-dir", str(mnist_dir))
+def test_dry_run_prints_the_summary_and_a_test_line_and_writes_nothing(mnist_dir, tmp_path):
+    result = run("--dry-run", "--data-dir", str(mnist_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Total params: 9,032" in result.stdout
     assert "Test set: Average loss: " in result.stdout and "Accuracy: " in result.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_data_dir_from_the_environment_and_save_model(mnist_dir, tmp_path):
@@ -46,12 +48,14 @@ def test_data_dir_from_the_environment_and_save_model(mnist_dir, tmp_path):
 
 
 def test_resume_from_the_command_line(mnist_dir, tmp_path):
-    first = run("--data-dir", str(mnist_dir), "--epochs", "2", "--save-model", "--no-progress", cwd=tmp_path)
+    first = run("--data-dir", str(mnist_dir), "--epochs", "1", "--save-model", "--no-progress", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    (run_dir,) = (tmp_path / "runs").iterdir()  # the default output folder, runs/<timestamp>
-    resumed = run("--resume", str(run_dir / "last.pt"), "--data-dir", str(mnist_dir), "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming" in resumed.stdout and "Test set" not in resumed.stdout  # nothing left to train
+    (run_dir,) = (tmp_path / "runs").iterdir()  # the default output folder, runs/<date>-<time>-<pid>
+    done = run("--resume", str(run_dir / "last.pt"), "--data-dir", str(mnist_dir), "--no-progress")
+    assert done.returncode == 0 and "Nothing left to do" in done.stdout and "Test set" not in done.stdout
+    extended = run("--resume", str(run_dir / "last.pt"), "--epochs", "2", "--data-dir", str(mnist_dir))
+    assert extended.returncode == 0, extended.stderr
+    assert "Epoch 2:" in extended.stdout and "Epoch 1:" not in extended.stdout
     refused = run("--resume", str(run_dir / "last.pt"), "--lr", "9", "--data-dir", str(mnist_dir))
     assert_one_line_error(refused, "--lr")
 
@@ -92,3 +96,17 @@ def test_help_lists_the_pytorch_examples_flags():
     for flag in ("--batch-size", "--test-batch-size", "--epochs", "--lr", "--no-accel", "--dry-run",
                  "--seed", "--log-interval", "--save-model", "--data-dir", "--device", "--momentum"):  # fmt: skip
         assert flag in result.stdout
+
+
+def test_help_and_version_name_the_command_as_it_was_called():
+    from mnist_cnn import __version__
+
+    assert run("--help").stdout.startswith("usage: python -m mnist_cnn.train")
+    script = Path(sys.executable).parent / "mnist-cnn-train"
+    if not script.exists():
+        pytest.skip(f"no console script {script}: install the package with pip install -e .")
+    env = {**os.environ, **NO_NETWORK}
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.startswith("usage: mnist-cnn-train")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == f"mnist-cnn-train (mnist-cnn) {__version__}"

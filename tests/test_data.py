@@ -48,6 +48,28 @@ def test_missing_files_without_network_name_the_folder_and_files(tmp_path):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_a_failed_download_leaves_no_folders_behind(dataset, tmp_path):
+    with pytest.raises(MnistCnnError, match="could not be downloaded"):
+        read_split(tmp_path / "new", True, dataset)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()  # a folder of the user's stays, empty as it was
+    with pytest.raises(MnistCnnError, match="could not be downloaded"):
+        read_split(tmp_path / "mine", False, dataset)
+    assert list((tmp_path / "mine").iterdir()) == []
+
+
+def test_a_data_dir_one_level_too_deep_is_recognised_not_downloaded_into(mnist_dir, tmp_path):
+    raw = shutil.copytree(mnist_dir, tmp_path / "data") / "MNIST" / "raw"
+    for wrong in (raw, raw.parent):
+        with pytest.raises(
+            MnistCnnError, match="point --data-dir at the folder that holds MNIST/raw"
+        ) as error:
+            read_split(wrong, True)
+        assert str(tmp_path / "data") in str(error.value)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(MNIST_FILES)  # no MNIST/raw inside
+
+
 def cut(data: bytes) -> bytes:
     return data[:5000]
 

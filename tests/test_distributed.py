@@ -22,13 +22,14 @@ from .conftest import NO_NETWORK
 # (checkpoints, metrics, curves) as rank<RANK>.writes.
 WORKER = """
 import os, sys, torch
-from mnist_cnn import train
+from mnist_cnn import runs, train
 built, writes = [], []
 build = train.build_model
 train.build_model = lambda *a, **k: built.append(build(*a, **k)) or built[-1]
-for name in ("save_checkpoint", "write_metrics", "draw_curves"):
-    write = getattr(train, name)
-    setattr(train, name, lambda *a, _write=write, _name=name: writes.append(_name) or _write(*a))
+for name in ("save_checkpoint", "write_metrics", "draw_curves", "claim_output_dir"):
+    module = train if name == "claim_output_dir" else runs
+    write = getattr(module, name)
+    setattr(module, name, lambda *a, _write=write, _name=name, **k: writes.append(_name) or _write(*a, **k))
 train.main(sys.argv[2:])
 rank = os.environ.get("RANK", 0)
 torch.save(built[-1].state_dict(), os.path.join(sys.argv[1], f"rank{rank}.pt"))
@@ -73,7 +74,7 @@ def test_two_processes_train_one_model_and_write_one_set_of_outputs(flags, mnist
     assert "cpu x 2 processes" in result.stdout
     assert (folder / "rank0.writes").read_text() and not (folder / "rank1.writes").read_text()
     assert {p.name for p in (folder / "run").iterdir()} == {
-        "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
+        "run.json", "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
     }  # fmt: skip
     assert all(
         torch.equal(v, load_checkpoint(folder / "run" / "last.pt")["model_state"][k])

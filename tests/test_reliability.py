@@ -23,7 +23,7 @@ from PIL import Image
 
 from mnist_cnn import MnistCnnError, TrainConfig, build_model, fit, load_checkpoint
 from mnist_cnn import train as train_module
-from mnist_cnn.train import resume_config
+from mnist_cnn.runs import resume_config
 
 from .conftest import NO_NETWORK, render_digit, write_mnist
 from .test_cli import assert_one_line_error, run
@@ -84,6 +84,18 @@ def bad_checkpoint(tmp: Path, content) -> str:
     return str(path)
 
 
+def exported(path: Path, fmt: str) -> str:
+    """A net exported as mnist_cnn.export writes it (an ONNX file need not end in .onnx)."""
+    net, example = build_model().eval(), torch.zeros(1, 1, 28, 28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fmt == "onnx":
+            torch.onnx.export(net, (example,), str(path), dynamo=False)
+        else:
+            torch.jit.save(torch.jit.trace(net, example), str(path))
+    return str(path)
+
+
 def truncated_checkpoint(tmp: Path, checkpoint: Path) -> str:
     data = checkpoint.read_bytes()
     return bad_checkpoint(tmp, data[: len(data) // 2])
@@ -105,6 +117,8 @@ CHECKPOINT_CASES = {
     "unknown model": lambda tmp, ckpt: bad_checkpoint(tmp, {"model": "resnet", "model_state": {}}),
     "not a checkpoint": lambda tmp, ckpt: bad_checkpoint(tmp, {"weights": torch.zeros(3)}),
     "code in a pickle": lambda tmp, ckpt: bad_checkpoint(tmp, pickle.dumps(Evil(tmp / "pwned"))),
+    "a TorchScript export": lambda tmp, ckpt: exported(tmp / "net.pt", "torchscript"),
+    "an ONNX export": lambda tmp, ckpt: exported(tmp / "net.bin", "onnx"),
     "a folder": lambda tmp, ckpt: str(tmp),
     "missing": lambda tmp, ckpt: str(tmp / "nope.pt"),
 }
@@ -114,6 +128,8 @@ CHECKPOINT_NEEDLES = {
     "not a checkpoint": "not an mnist-cnn checkpoint",
     "missing": "does not exist",
     "a folder": "is a folder",
+    "a TorchScript export": "exported to TorchScript",
+    "an ONNX export": "exported to ONNX",
 }
 
 CASES = {
@@ -137,9 +153,35 @@ CASES = {
         TRAIN,
         lambda tmp, d, c: (["--data-dir", str(tmp / "x.png")], "is a file, not a folder"),
     ),
+    "data: --data-dir is MNIST/raw itself": (
+        TRAIN,
+        lambda tmp, d, c: (
+            ["--dry-run", "--data-dir", str(shutil.copytree(d, tmp / "data") / "MNIST" / "raw")],
+            "point --data-dir at the folder that holds MNIST/raw",
+        ),
+    ),
+    "data: the files right in --data-dir": (
+        TRAIN,
+        lambda tmp, d, c: (
+            ["--dry-run", "--data-dir", str(shutil.copytree(d / "MNIST" / "raw", tmp / "flat"))],
+            "move them into",
+        ),
+    ),
     "data: folder cannot be made": (
         TRAIN,
         lambda tmp, d, c: (["--data-dir", str(tmp / "x.png" / "sub")], "could not be downloaded"),
+    ),
+    # the output folder, checked before any training
+    "output: --output-dir is a file": (
+        TRAIN,
+        lambda tmp, d, c: (["--data-dir", str(d), "--output-dir", str(tmp / "x.png")], "is a file"),
+    ),
+    "output: --output-dir holds another run": (
+        TRAIN,
+        lambda tmp, d, c: (
+            ["--data-dir", str(d), "--output-dir", earlier_run(tmp / "earlier")],
+            "holds another run",
+        ),
     ),
     # flags
     **{
@@ -206,7 +248,7 @@ CASES = {
         for kind in CHECKPOINT_CASES
         for module in (PREDICT, EVALUATE, EXPORT)
         if module == PREDICT
-        or kind in ("random bytes", "truncated", "other architecture", "code in a pickle")
+        or kind in ("random bytes", "truncated", "other architecture", "code in a pickle", "an ONNX export")
     },
     "resume: a model but not a run": (
         TRAIN,
@@ -226,6 +268,13 @@ def bad_file(path: Path, content: bytes) -> str:
 def save(image: Image.Image, path: Path) -> str:
     image.save(path)
     return str(path)
+
+
+def earlier_run(folder: Path) -> str:
+    """A folder that holds the metrics of a run made before run.json existed."""
+    folder.mkdir()
+    (folder / "metrics.json").write_text("[]")
+    return str(folder)
 
 
 def mkdir(path: Path) -> str:

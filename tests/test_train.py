@@ -130,11 +130,12 @@ def test_config_is_frozen_and_round_trips_through_a_dict():
 
 def test_flags_build_the_config():
     flags = "--batch-size 32 --epochs 3 --lr 0.1 --no-accel --no-channels-last --seed 7 --output-dir o"
-    config, progress, resume = parse_args(flags.split())
+    config, progress, resume, overwrite = parse_args(flags.split())
     assert config == TrainConfig(
         batch_size=32, epochs=3, lr=0.1, device="cpu", channels_last=False, seed=7, output_dir="o"
     )
-    assert (progress, resume) == (True, None)
+    assert (progress, resume, overwrite) == (True, None, False)
+    assert parse_args(["--overwrite"]).overwrite
     assert parse_args(["--output-dir", "o"])[0] == TrainConfig(output_dir="o")
     assert parse_args([])[0].output_dir.startswith("runs")  # runs/<timestamp> by default
 

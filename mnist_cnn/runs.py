@@ -1,0 +1,290 @@
+"""What a training run saves, and how it goes on after a stop.
+
+A run owns its output folder: `run.json` names the run, so that no other run writes over its
+metrics and checkpoints (unless told to with --overwrite). After every epoch it writes its
+metrics and, with --save-model, last.pt and best.pt; a signal saves it mid-epoch. A saved run
+goes on with --resume, bitwise as if it had not stopped, or is extended by --epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import distributed
+from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from .config import TrainConfig, flag
+from .data import Normalization, epoch_order
+from .errors import MnistCnnError, TrainingInterrupted, command_name, first_line
+from .metrics import write_metrics
+from .plots import NoMatplotlib, draw_curves
+
+History = list[dict]
+RUN_FILE = "run.json"  # marks a folder as one run's: its id, and when and how it started
+RUN_OUTPUTS = ("metrics.json", "metrics.csv", "curves.png", "last.pt", "best.pt")
+
+
+@dataclass
+class EpochPosition:
+    """How far a run is through an epoch: enough to stop after any batch and later go on exactly
+    as if it had not stopped."""
+
+    order: torch.Tensor  # the epoch's shuffled order of the training set
+    lr: float  # the learning rate at the epoch's first batch, for its record
+    loss_sum: torch.Tensor  # the summed training loss of the batches done, on the training device
+    step: int = 0  # batches done
+    seen: int = 0  # images done
+
+    @classmethod
+    def start(
+        cls, n: int, generator: torch.Generator, optimizer: torch.optim.Optimizer, device: torch.device
+    ) -> EpochPosition:
+        """A new epoch: draw its order of n images."""
+        order = epoch_order(n, generator)
+        return cls(order, optimizer.param_groups[0]["lr"], torch.zeros((), device=device))
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "loss_sum": self.loss_sum.cpu()}
+
+    @classmethod
+    def from_dict(cls, data: dict, device: torch.device) -> EpochPosition:
+        return cls(**{**data, "loss_sum": data["loss_sum"].to(device)})
+
+
+def default_output_dir() -> Path:
+    """runs/<date>-<time>-<process id>: unique even for runs started in the same second."""
+    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
+
+
+def claim_output_dir(output_dir: Path, run_id: str, *, overwrite: bool = False, own: bool = False) -> None:
+    """Make output_dir run_id's folder before any training, or fail with one line: a folder that
+    is a file or cannot be written, or that holds another run (unless overwrite, which removes
+    that run's files). own: the folder the resumed checkpoint lies in, whose files are this run's
+    even when they predate run.json."""
+    marker = output_dir / RUN_FILE
+    if output_dir.exists() and not output_dir.is_dir():
+        raise MnistCnnError(f"--output-dir {output_dir} is a file, not a folder")
+    owner = run_owner(marker)
+    if owner == run_id:  # this run, going on: make sure it can still write there
+        write_atomic(marker, marker.read_bytes())
+        return
+    others = [name for name in RUN_OUTPUTS if (output_dir / name).exists()]
+    if (owner is not None or (others and not own)) and not overwrite:
+        found = ", ".join([RUN_FILE] * (owner is not None) + others)
+        raise MnistCnnError(
+            f"--output-dir {output_dir} holds another run ({found}): pick another folder, continue "
+            f"that run with --resume {output_dir / 'last.pt'}, or replace it with --overwrite"
+        )
+    if overwrite:
+        for name in (RUN_FILE, *others):
+            (output_dir / name).unlink(missing_ok=True)
+    record = {"run_id": run_id, "started": datetime.now().isoformat(timespec="seconds"), "pid": os.getpid()}
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: of two runs starting in one folder at once, exactly one gets it.
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        raise MnistCnnError(f"--output-dir {output_dir}: another run started there just now") from None
+    except OSError as error:
+        raise MnistCnnError(f"--output-dir {output_dir} cannot be written: {error.strerror}") from None
+    with os.fdopen(fd, "w") as file:
+        json.dump({**record, "command": sys.argv}, file, indent=2)
+
+
+def run_owner(marker: Path) -> str | None:
+    """The run id in a run.json, None when there is none ("?" when it cannot be read)."""
+    try:
+        return str(json.loads(marker.read_text())["run_id"])
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return "?"
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def run_state(
+    run_id: str,
+    config: TrainConfig,
+    normalization: Normalization,
+    history: History,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    position: EpochPosition | None = None,
+) -> dict:
+    """A resumable checkpoint of the run as it stands: after len(history) epochs, and position
+    into the next one when it stopped part-way."""
+    return {
+        "model": config.model,
+        "model_args": config.model_args,
+        "model_state": model.state_dict(),
+        "dataset": config.dataset,
+        "normalization": normalization,
+        "optimizer_state": optimizer.state_dict(),
+        "scheduler_state": scheduler.state_dict(),
+        "rng_state": {
+            "torch": torch.get_rng_state(),
+            "generator": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "epoch": len(history),
+        "position": position.to_dict() if position is not None else None,
+        "config": config.to_dict(),
+        "history": list(history),
+        "run_id": run_id,
+    }
+
+
+def save_run(output_dir: Path, checkpoint: dict, save_model: bool) -> None:
+    """After an epoch: metrics.json, metrics.csv and curves.png; with save_model, last.pt and,
+    when the test accuracy is the best of the run so far, best.pt."""
+    history = checkpoint["history"]
+    write_metrics(output_dir, history)
+    try:
+        draw_curves(history, output_dir / "curves.png")
+    except NoMatplotlib as error:
+        if len(history) == 1:  # say it once a run
+            print(f"note: {error}", file=sys.stderr)
+    if not save_model:
+        return
+    save_checkpoint(output_dir / "last.pt", checkpoint)
+    if history[-1]["test_accuracy"] >= max(m["test_accuracy"] for m in history):
+        save_checkpoint(output_dir / "best.pt", checkpoint)
+
+
+def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -> TrainingInterrupted:
+    """Save a run stopped by a signal as last.pt, and the error that tells how to resume it."""
+    where = f"after batch {checkpoint['position']['step']} of epoch {checkpoint['epoch'] + 1}"
+    name = signal.Signals(signal_number).name
+    if not distributed.is_main():
+        return TrainingInterrupted(f"{name} {where}; rank 0 saves the run", signal_number)
+    if output_dir is None:
+        return TrainingInterrupted(f"{name} {where}; nothing saved (no output folder)", signal_number)
+    path = output_dir / "last.pt"
+    save_checkpoint(path, checkpoint)
+    processes = distributed.world_size()
+    command = (
+        f"torchrun --nproc_per_node={processes} -m mnist_cnn.train"
+        if processes > 1
+        else command_name("mnist_cnn.train")
+    )
+    return TrainingInterrupted(
+        f"{name} {where}; saved {path}; go on with: {command} --resume {path}", signal_number
+    )
+
+
+def restore_run(
+    checkpoint: dict,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    new_schedule: bool = False,
+) -> tuple[History, EpochPosition | None]:
+    """Put a run saved by run_state back in place; returns its history so far and, when it
+    stopped within an epoch, where. new_schedule: the run was extended by --epochs, so scheduler
+    (freshly built for the added epochs) starts from its beginning instead of the saved state."""
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+        first_lrs = [group["lr"] for group in optimizer.param_groups]
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        if new_schedule:  # the momentum goes on; the learning rate is the new schedule's
+            for group, lr in zip(optimizer.param_groups, first_lrs, strict=True):
+                group["lr"] = lr
+        else:
+            scheduler.load_state_dict(checkpoint["scheduler_state"])
+        rng = checkpoint["rng_state"]
+        torch.set_rng_state(rng["torch"])
+        generator.set_state(rng["generator"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        position = checkpoint.get("position")
+        device = next(model.parameters()).device
+        position = position and EpochPosition.from_dict(position, device)
+        if position and not distributed.is_main():  # rank 0 carries the totals so far
+            position.loss_sum, position.seen = torch.zeros((), device=device), 0
+        return list(checkpoint["history"]), position
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise MnistCnnError(f"cannot resume from this checkpoint: {first_line(error)}") from None
+
+
+RESUMABLE_OVERRIDES = {"device", "data_dir", "output_dir", "threads", "log_interval", "save_model", "dry_run"}
+
+
+def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfig:
+    """The config of the run saved at checkpoint_path, with where-and-how settings (device,
+    data_dir, output_dir, threads, ...) replaced by overrides. What decides the result (model,
+    learning rate, seed, ...) cannot change: that would not be the same run. epochs may grow
+    once the run has finished: the added epochs get a schedule of their own.
+
+    The run goes on writing in the checkpoint's own folder, wherever it has been moved, unless
+    overrides name another output_dir.
+    """
+    saved = load_checkpoint(checkpoint_path)
+    if "config" not in saved or "rng_state" not in saved:
+        raise MnistCnnError(f"{checkpoint_path} holds a model but not a resumable run")
+    config = TrainConfig.from_dict(saved["config"])
+    done = saved["epoch"]
+    finished = done >= config.epochs and saved.get("position") is None
+    epochs = overrides.pop("epochs", config.epochs)
+    if epochs != config.epochs:
+        if not finished:
+            raise MnistCnnError(
+                f"--epochs: {checkpoint_path} stopped in epoch {done + 1} of {config.epochs}; --resume "
+                "finishes it as it was, and only a finished run can be extended with --epochs"
+            )
+        if epochs < done:
+            raise MnistCnnError(
+                f"--epochs {epochs}: {checkpoint_path} has trained {done} epochs already; give more to extend it"
+            )
+        # The added epochs get a learning-rate schedule of their own (see train.build_optimizer).
+        config = dataclasses.replace(config, epochs=epochs, schedule_start=done)
+    fixed = set(overrides) - RESUMABLE_OVERRIDES
+    changed = sorted(flag(k) for k in fixed if overrides[k] != getattr(config, k))
+    if changed:
+        raise MnistCnnError(
+            f"--resume continues the saved run as it was; it cannot change {', '.join(changed)}"
+        )
+    overrides.setdefault("output_dir", str(Path(checkpoint_path).parent))
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[Callable[[], int | None]]:
+    """While training, SIGINT (Ctrl-C) and SIGTERM ask it to stop at the next check (every
+    --log-interval batches), so the run can be saved whole; a second one stops it at once.
+    Yields stop(): the first signal received, else None. Outside the main thread (where Python
+    allows no handlers) nothing changes."""
+    received: list[int] = []
+
+    def handler(signal_number: int, frame) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal_number)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
