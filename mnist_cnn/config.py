@@ -30,6 +30,7 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto: CUDA, then Apple MPS, else CPU
     data_dir: str | None = None  # None: $MNIST_DATA_DIR, else ./data
+    cache: bool = True  # keep the decoded data in the user's cache folder (see cache.py)
     precision: str = "fp32"  # or bf16 (autocast)
     channels_last: bool = True
     threads: int | None = None  # CPU threads for torch; None: torch's default (one per core)

@@ -1,7 +1,8 @@
 """The MNIST family in, normalized tensors and seeded batches out.
 
-torchvision reads (and when it can, downloads) the files; each split is then held in memory as
-one tensor on the training device, so a training step only indexes it.
+torchvision reads (and when it can, downloads) the files, and is imported only then: the
+decoded splits are cached (cache.py), so later runs need neither. Each split is held in memory
+as one tensor on the training device, so a training step only indexes it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
-from torchvision import datasets
 
+from .cache import cached_split
 from .errors import MnistCnnError, first_line
 
 Normalization = tuple[float, float]  # (mean, std) of a training split's pixels, scaled to [0, 1]
@@ -38,7 +39,7 @@ class Dataset:
     """One member of the MNIST family: how torchvision opens it, where its files lie
     (<root>/<folder>/raw/), and its class names."""
 
-    open: Callable[[Path, bool], datasets.MNIST]  # (root, train) -> torchvision's data set
+    open: Callable[[Path, bool], Any]  # (root, train) -> torchvision's data set (an MNIST subclass)
     folder: str
     files: tuple[str, str, str, str]  # train images, train labels, test images, test labels
     classes: tuple[str, ...]
@@ -53,10 +54,13 @@ class Dataset:
 
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset(
-        lambda root, train: datasets.MNIST(root, train, download=True), "MNIST", MNIST_FILES, DIGITS
+        lambda root, train: torchvision_datasets().MNIST(root, train, download=True),
+        "MNIST",
+        MNIST_FILES,
+        DIGITS,
     ),
     "fashion-mnist": Dataset(
-        lambda root, train: datasets.FashionMNIST(root, train, download=True),
+        lambda root, train: torchvision_datasets().FashionMNIST(root, train, download=True),
         "FashionMNIST",
         MNIST_FILES,
         (
@@ -74,7 +78,7 @@ DATASETS: dict[str, Dataset] = {
         hint="Debian's dataset-fashion-mnist package has them: gunzip /usr/share/datasets/fashion-mnist/*.gz there",
     ),
     "kmnist": Dataset(
-        lambda root, train: datasets.KMNIST(root, train, download=True),
+        lambda root, train: torchvision_datasets().KMNIST(root, train, download=True),
         "KMNIST",
         MNIST_FILES,
         ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
@@ -82,7 +86,9 @@ DATASETS: dict[str, Dataset] = {
     # QMNIST's test split is its first 10,000 images (test10k): MNIST's test set, reconstructed,
     # so that accuracies compare with MNIST's. Its labels file holds 8 columns; the class is the first.
     "qmnist": Dataset(
-        lambda root, train: datasets.QMNIST(root, what="train" if train else "test10k", download=True),
+        lambda root, train: torchvision_datasets().QMNIST(
+            root, what="train" if train else "test10k", download=True
+        ),
         "QMNIST",
         (
             "qmnist-train-images-idx3-ubyte",
@@ -93,7 +99,7 @@ DATASETS: dict[str, Dataset] = {
         DIGITS,
     ),
     "emnist-digits": Dataset(
-        lambda root, train: datasets.EMNIST(root, split="digits", train=train, download=True),
+        lambda root, train: torchvision_datasets().EMNIST(root, split="digits", train=train, download=True),
         "EMNIST",
         (
             "emnist-digits-train-images-idx3-ubyte",
@@ -105,6 +111,13 @@ DATASETS: dict[str, Dataset] = {
         transposed=True,
     ),
 }
+
+
+def torchvision_datasets():
+    """torchvision.datasets, imported when files must be read: torchvision takes seconds to import."""
+    from torchvision import datasets
+
+    return datasets
 
 
 def get_dataset(name: str) -> Dataset:
@@ -120,20 +133,31 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def read_split(
-    root: str | os.PathLike, train: bool, dataset: str = "mnist"
+    root: str | os.PathLike, train: bool, dataset: str = "mnist", cache: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One split as stored: (images (N, 1, 28, 28) uint8, upright; labels (N,) int64).
 
     Downloads into root when the files are missing and the network allows; root is written
-    only then, so a read-only folder that holds the files works.
+    only then, so a read-only folder that holds the files works. With cache, the decoded split
+    comes from (and goes to) the user's cache folder (see cache.py).
     """
     spec, root = get_dataset(dataset), Path(root)
     if root.exists() and not root.is_dir():
         raise MnistCnnError(f"--data-dir {root} is a file, not a folder")
     files = spec.split_files(root, train)
-    raw = files[0].parent
     if not all(path.is_file() for path in files):
         check_not_misplaced(root, spec)
+    if not cache:
+        return decode_split(root, train, dataset)
+    name = f"{dataset}-{'train' if train else 'test'}"
+    return cached_split(name, files, lambda: decode_split(root, train, dataset))
+
+
+def decode_split(root: Path, train: bool, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """read_split without the cache: torchvision reads the files (downloading them if it can)."""
+    spec = DATASETS[dataset]
+    files = spec.split_files(root, train)
+    raw = files[0].parent
     # The outermost of the folders that torchvision would create: removed again if it fails.
     created = next((folder for folder in (root, root / spec.folder, raw) if not folder.exists()), None)
     try:
@@ -205,15 +229,16 @@ def load_mnist(
     device: torch.device | str = "cpu",
     dataset: str = "mnist",
     normalization: Normalization | None = None,
+    cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One split as (images (N, 1, 28, 28) float32 normalized, labels (N,) int64) on device.
 
     normalization: the (mean, std) to normalize with; None: the data set's own, measured on its
-    training split (which is read for it when train is False).
+    training split (which is read for it when train is False). cache: see read_split.
     """
-    images, labels = read_split(root, train, dataset)
+    images, labels = read_split(root, train, dataset, cache)
     if normalization is None:
-        normalization = pixel_statistics(images if train else read_split(root, True, dataset)[0])
+        normalization = pixel_statistics(images if train else read_split(root, True, dataset, cache)[0])
     return normalize(images, normalization).to(device), labels.to(device)
 
 
@@ -228,11 +253,12 @@ class Splits(NamedTuple):
 
 
 def load_splits(
-    root: str | os.PathLike, dataset: str = "mnist", device: torch.device | str = "cpu"
+    root: str | os.PathLike, dataset: str = "mnist", device: torch.device | str = "cpu", cache: bool = True
 ) -> Splits:
-    """Both splits of dataset on device, normalized by the training split's (mean, std)."""
-    train_images, train_labels = read_split(root, True, dataset)
-    test_images, test_labels = read_split(root, False, dataset)
+    """Both splits of dataset on device, normalized by the training split's (mean, std).
+    cache: see read_split."""
+    train_images, train_labels = read_split(root, True, dataset, cache)
+    test_images, test_labels = read_split(root, False, dataset, cache)
     normalization = pixel_statistics(train_images)
     return Splits(
         normalize(train_images, normalization).to(device),

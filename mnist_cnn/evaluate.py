@@ -1,8 +1,9 @@
 """`python -m mnist_cnn.evaluate CHECKPOINT`: how a trained net does on the test set of the data
 set it learnt (MNIST, or another with --dataset at training).
 
-Prints the test loss and accuracy, the accuracy of each class and the confusion matrix; draws
-the confusion matrix and the most confident mistakes as PNG files (with matplotlib).
+Prints the test loss and accuracy, the accuracy of each class and the confusion matrix; then
+draws the confusion matrix and the most confident mistakes as PNG files (with matplotlib). A
+picture that cannot be written is a note on stderr: the printed report stands.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from .checkpoint import load_trained
 from .data import DATASETS, load_mnist, resolve_data_dir
 from .device import select_device
-from .errors import ArgumentParser, exit_on_error
+from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .metrics import format_test_line
 from .plots import NoMatplotlib, draw_confusion, draw_mistakes
 
@@ -64,11 +65,48 @@ def confusion_text(confusion: list[list[int]]) -> str:
     return "\n".join(lines)
 
 
+def report_text(dataset: str, report: dict) -> str:
+    """The report as the text the command prints: test line, accuracy per class, confusion matrix."""
+    classes = DATASETS[dataset].classes
+    width = max(map(len, classes))
+    lines = [f"{dataset}: {format_test_line(report)}", "", "Accuracy per class:"]
+    lines += [
+        f"  {name:>{width}}: {100 * accuracy:6.2f}%"
+        for name, accuracy in zip(classes, report["per_class_accuracy"], strict=True)
+    ]
+    return "\n".join([*lines, "", "Confusion matrix:", confusion_text(report["confusion"])])
+
+
+def draw_pictures(report: dict, images: torch.Tensor, output_dir: Path, mistakes: int) -> list[str]:
+    """Draw confusion.png and, with mistakes > 0 and any to show, mistakes.png (the first mistakes
+    of the report) in output_dir; the paths drawn. A picture that cannot be drawn or written is a
+    note on stderr, not an error: the report it shows is printed by then."""
+    drawn: list[str] = []
+    shown = report["mistakes"][:mistakes]
+    try:
+        draw_confusion(torch.tensor(report["confusion"]), output_dir / "confusion.png")
+        drawn.append(str(output_dir / "confusion.png"))
+        if shown:
+            draw_mistakes(
+                images[[m["index"] for m in shown]],
+                [m["true"] for m in shown],
+                [m["predicted"] for m in shown],
+                [m["probability"] for m in shown],
+                output_dir / "mistakes.png",
+            )
+            drawn.append(str(output_dir / "mistakes.png"))
+    except NoMatplotlib as error:
+        print(f"note: {error}", file=sys.stderr)
+    except MnistCnnError as error:  # the folder cannot be made or written
+        print(f"note: {error}; --output-dir DIR draws the pictures elsewhere", file=sys.stderr)
+    return drawn
+
+
 @exit_on_error
 def main(argv: list[str] | None = None) -> dict:
-    """Parse flags, evaluate the checkpoint on the test set, print and draw the results."""
+    """Parse flags, evaluate the checkpoint on the test set, print the results, then draw them."""
     p = ArgumentParser(
-        prog="python -m mnist_cnn.evaluate",
+        "mnist_cnn.evaluate",
         description="Evaluate a checkpoint on the test set of the data set it learnt.",
     )
     p.add_argument("checkpoint", help="a checkpoint written by --save-model (best.pt or last.pt)")
@@ -83,45 +121,33 @@ def main(argv: list[str] | None = None) -> dict:
         help="refuse a checkpoint trained on another data set (default: take the checkpoint's)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    p.add_argument(
+        "--no-cache", dest="cache", action="store_false", help="read the raw data files, not the cache"
+    )
     p.add_argument("--output-dir", help="where the PNG files go (default: the checkpoint's folder)")
-    p.add_argument("--mistakes", type=int, default=32, metavar="N", help="mistakes to draw (default: 32)")
+    p.add_argument(
+        "--mistakes",
+        type=int,
+        default=32,
+        metavar="N",
+        help="mistakes to draw in mistakes.png; 0 draws none (default: 32)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = p.parse_args(argv)
+    if args.mistakes < 0:
+        raise MnistCnnError(f"--mistakes must be at least 0, got {args.mistakes}")
 
     device = select_device(args.device)
     model, dataset, normalization = load_trained(args.checkpoint, device, args.dataset)
-    images, labels = load_mnist(resolve_data_dir(args.data_dir), False, device, dataset, normalization)
+    data_dir = resolve_data_dir(args.data_dir)
+    images, labels = load_mnist(data_dir, False, device, dataset, normalization, args.cache)
     report = evaluation_report(model, images, labels)
 
+    # The report first: a picture that cannot be written must not lose a whole test-set pass.
+    print(json.dumps(report, indent=2) if args.json else report_text(dataset, report))
     output_dir = Path(args.output_dir or Path(args.checkpoint).parent)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    shown = report["mistakes"][: args.mistakes]
-    try:
-        draw_confusion(torch.tensor(report["confusion"]), output_dir / "confusion.png")
-        draw_mistakes(
-            images[[m["index"] for m in shown]],
-            [m["true"] for m in shown],
-            [m["predicted"] for m in shown],
-            [m["probability"] for m in shown],
-            output_dir / "mistakes.png",
-        )
-        report["pictures"] = [str(output_dir / "confusion.png"), str(output_dir / "mistakes.png")]
-    except NoMatplotlib as error:
-        print(f"note: {error}", file=sys.stderr)
-        report["pictures"] = []
-
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return report
-    print(f"{dataset}: {format_test_line(report)}")
-    print("\nAccuracy per class:")
-    classes = DATASETS[dataset].classes
-    width = max(map(len, classes))
-    for name, accuracy in zip(classes, report["per_class_accuracy"], strict=True):
-        print(f"  {name:>{width}}: {100 * accuracy:6.2f}%")
-    print("\nConfusion matrix:")
-    print(confusion_text(report["confusion"]))
-    if report["pictures"]:
+    report["pictures"] = draw_pictures(report, images, output_dir, args.mistakes)
+    if report["pictures"] and not args.json:
         print(f"\nDrew {' and '.join(report['pictures'])}")
     return report
 

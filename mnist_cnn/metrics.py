@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from .checkpoint import write_atomic
+from .files import write_atomic
 
 
 def format_test_line(metrics: dict) -> str:

@@ -44,27 +44,31 @@ def predict_files(
     paths: list[str | os.PathLike],
     normalization: Normalization = MNIST_NORMALIZATION,
     classes: tuple[str, ...] = DIGITS,
+    top: int = 3,
 ) -> tuple[list[dict], list[str]]:
     """Predictions for image files and folders of them, and one error line per bad file.
-    normalization and classes are those of the data set model learnt (MNIST's unless told)."""
+    normalization and classes are those of the data set model learnt (MNIST's unless told).
+    Each prediction's "notes" say what the user may not expect (an animated GIF's first frame)."""
     results, errors = [], []
     for path in image_files(paths):
         try:
-            image = to_mnist(load_image(path), normalization)
+            picture = load_image(path)
+            image = to_mnist(picture, normalization)
         except MnistCnnError as error:
             message = str(error)
             errors.append(message if message.startswith(str(path)) else f"{path}: {message}")
             continue
-        results.append({"file": str(path), **predict_digits(model, image[None], classes=classes)[0]})
+        frames = picture.info.get("frames", 1)
+        notes = [f"{path} has {frames} frames; read the first"] if frames > 1 else []
+        guess = predict_digits(model, image[None], top, classes)[0]
+        results.append({"file": str(path), **guess, "notes": notes})
     return results, errors
 
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, load the model, print each file's digit; exit 2 if any file was bad."""
-    p = ArgumentParser(
-        prog="python -m mnist_cnn.predict", description="Read the handwritten digit in images."
-    )
+    p = ArgumentParser("mnist_cnn.predict", description="Read the handwritten digit in images.")
     p.add_argument("checkpoint", help="a checkpoint written by --save-model (best.pt or last.pt)")
     p.add_argument("images", nargs="+", help="image files (any format Pillow reads) or folders of them")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default: cpu)")
@@ -73,12 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(DATASETS),
         help="refuse a checkpoint trained on another data set (default: take the checkpoint's)",
     )
+    p.add_argument(
+        "--top", type=int, default=3, metavar="K", help="show the K likeliest classes (default: 3)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = p.parse_args(argv)
 
     trained = load_trained(args.checkpoint, select_device(args.device), args.dataset)
     classes = DATASETS[trained.dataset].classes
-    results, errors = predict_files(trained.model, args.images, trained.normalization, classes)
+    if not 1 <= args.top <= len(classes):  # checked here: the checkpoint's data set sets the classes
+        raise MnistCnnError(f"--top must be between 1 and {len(classes)}, got {args.top}")
+    results, errors = predict_files(trained.model, args.images, trained.normalization, classes, args.top)
     if not results and not errors:
         raise MnistCnnError(f"no image files in {', '.join(args.images)}")
     if args.json:
@@ -86,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in results:
             top = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in r["top"])
-            print(f"{r['file']}: {r['label']} ({100 * r['probability']:.1f}%)   top 3: {top}")
+            print(f"{r['file']}: {r['label']} ({100 * r['probability']:.1f}%)   top {args.top}: {top}")
+    for note in (note for r in results for note in r["notes"]):
+        print(f"note: {note}", file=sys.stderr)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if errors:

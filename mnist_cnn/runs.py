@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, flag
 from .data import Normalization, epoch_order
 from .errors import MnistCnnError, TrainingInterrupted, command_name, first_line
+from .files import write_atomic
 from .metrics import write_metrics
 from .plots import NoMatplotlib, draw_curves
 
@@ -153,20 +154,24 @@ def run_state(
 
 
 def save_run(output_dir: Path, checkpoint: dict, save_model: bool) -> None:
-    """After an epoch: metrics.json, metrics.csv and curves.png; with save_model, last.pt and,
-    when the test accuracy is the best of the run so far, best.pt."""
+    """After an epoch: metrics.json and metrics.csv; with save_model, last.pt and, when the test
+    accuracy is the best of the run so far, best.pt."""
     history = checkpoint["history"]
     write_metrics(output_dir, history)
-    try:
-        draw_curves(history, output_dir / "curves.png")
-    except NoMatplotlib as error:
-        if len(history) == 1:  # say it once a run
-            print(f"note: {error}", file=sys.stderr)
     if not save_model:
         return
     save_checkpoint(output_dir / "last.pt", checkpoint)
     if history[-1]["test_accuracy"] >= max(m["test_accuracy"] for m in history):
         save_checkpoint(output_dir / "best.pt", checkpoint)
+
+
+def draw_run_curves(output_dir: Path, history: History) -> None:
+    """curves.png, once, when the run ends or stops: importing matplotlib and drawing take about
+    a second, which every epoch would pay again."""
+    try:
+        draw_curves(history, output_dir / "curves.png")
+    except NoMatplotlib as error:
+        print(f"note: {error}", file=sys.stderr)
 
 
 def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -> TrainingInterrupted:
@@ -225,7 +230,9 @@ def restore_run(
         raise MnistCnnError(f"cannot resume from this checkpoint: {first_line(error)}") from None
 
 
-RESUMABLE_OVERRIDES = {"device", "data_dir", "output_dir", "threads", "log_interval", "save_model", "dry_run"}
+RESUMABLE_OVERRIDES = {
+    *("device", "data_dir", "cache", "output_dir", "threads", "log_interval", "save_model", "dry_run")
+}
 
 
 def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfig:

@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from . import distributed
 from .augment import distort, random_distortions
@@ -35,6 +34,7 @@ from .runs import (
     History,
     claim_output_dir,
     default_output_dir,
+    draw_run_curves,
     interrupted,
     new_run_id,
     restore_run,
@@ -43,6 +43,9 @@ from .runs import (
     save_run,
     stop_signals,
 )
+
+if TYPE_CHECKING:
+    from tqdm import tqdm  # imported where a bar is shown: see progress_bar
 
 
 class EpochStopped(Exception):
@@ -240,7 +243,7 @@ def _fit(
         model = model.to(memory_format=torch.channels_last)
 
     with distributed.main_process_first():  # one download, not one a process
-        splits = load_splits(resolve_data_dir(config.data_dir), config.dataset, device)
+        splits = load_splits(resolve_data_dir(config.data_dir), config.dataset, device, config.cache)
     train_images, train_labels, test_images, test_labels, normalization = splits
     if config.channels_last:
         train_images = train_images.contiguous(memory_format=torch.channels_last)
@@ -272,65 +275,76 @@ def _fit(
     # run(): the run as a checkpoint, as it stands now (history grows in place below).
     run = partial(run_state, run_id, config, normalization, history, model, optimizer, scheduler, generator)
 
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        bar = tqdm(total=steps_per_epoch, desc=f"Epoch {epoch}", unit="batch") if progress else None
-        position = position or EpochPosition.start(len(train_images), generator, optimizer, device)
-        start = time.perf_counter()
-        try:
-            train_loss = train_epoch(
-                net,
-                optimizer,
-                scheduler,
-                train_images,
-                train_labels,
-                batch_size=config.batch_size,
-                generator=generator,
+    try:
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            bar = progress_bar(steps_per_epoch, f"Epoch {epoch}") if progress else None
+            position = position or EpochPosition.start(len(train_images), generator, optimizer, device)
+            start = time.perf_counter()
+            try:
+                train_loss = train_epoch(
+                    net,
+                    optimizer,
+                    scheduler,
+                    train_images,
+                    train_labels,
+                    batch_size=config.batch_size,
+                    generator=generator,
+                    precision=config.precision,
+                    augment=config.augment,
+                    max_batches=max_batches,
+                    log_interval=config.log_interval,
+                    progress=bar,
+                    position=position,
+                    stop=stop,
+                )
+            except EpochStopped as stopped:
+                distributed.average_buffers(model)  # every process stopped here; rank 0 saves for all
+                raise interrupted(output_dir, run(position=stopped.position), stopped.signal_number) from None
+            finally:
+                if bar is not None:
+                    bar.close()
+            train_seconds = time.perf_counter() - start
+            distributed.average_buffers(model)
+            start = time.perf_counter()
+            test_loss, correct, total = evaluate(
+                model,
+                test_images,
+                test_labels,
+                batch_size=config.test_batch_size,
                 precision=config.precision,
-                augment=config.augment,
                 max_batches=max_batches,
-                log_interval=config.log_interval,
-                progress=bar,
-                position=position,
-                stop=stop,
             )
-        except EpochStopped as stopped:
-            distributed.average_buffers(model)  # every process stopped here; rank 0 saves for all
-            raise interrupted(output_dir, run(position=stopped.position), stopped.signal_number) from None
-        finally:
-            if bar is not None:
-                bar.close()
-        train_seconds = time.perf_counter() - start
-        distributed.average_buffers(model)
-        start = time.perf_counter()
-        test_loss, correct, total = evaluate(
-            model,
-            test_images,
-            test_labels,
-            batch_size=config.test_batch_size,
-            precision=config.precision,
-            max_batches=max_batches,
-        )
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "test_loss": test_loss,
-                "test_correct": correct,
-                "test_total": total,
-                "test_accuracy": correct / total,
-                "lr": position.lr,
-                "train_seconds": train_seconds,
-                "test_seconds": time.perf_counter() - start,
-            }
-        )
-        position = None
-        if output_dir is not None:
-            save_run(output_dir, run(), save_model=config.save_model)
-        if on_epoch is not None:
-            on_epoch(history[-1])
-        if config.dry_run:
-            break
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "test_loss": test_loss,
+                    "test_correct": correct,
+                    "test_total": total,
+                    "test_accuracy": correct / total,
+                    "lr": position.lr,
+                    "train_seconds": train_seconds,
+                    "test_seconds": time.perf_counter() - start,
+                }
+            )
+            position = None
+            if output_dir is not None:
+                save_run(output_dir, run(), save_model=config.save_model)
+            if on_epoch is not None:
+                on_epoch(history[-1])
+            if config.dry_run:
+                break
+    finally:
+        if output_dir is not None and history:
+            draw_run_curves(output_dir, history)
     return history
+
+
+def progress_bar(total: int, description: str):
+    """A tqdm bar of total batches; tqdm is imported only when a bar is shown."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="batch")
 
 
 def check_batch_shares(n: int, batch_size: int) -> None:
@@ -420,6 +434,7 @@ def parse_args(argv: list[str] | None = None) -> Command:
         metavar="DIR",
         help="folder holding MNIST/raw/ (FashionMNIST/raw/, ... for --dataset) (default: $MNIST_DATA_DIR, else ./data)",
     )
+    add("--no-cache", dest="cache", action="store_false", help="read the raw data files, not the cache")
     add("--precision", choices=PRECISIONS, help=f"fp32, or bf16 autocast (default: {d.precision})")
     add("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory layout (default: on)")
     add("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's, one per core)")

@@ -65,6 +65,17 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def cache_folder(tmp_path_factory) -> Path:
+    """The tests' own cache of decoded data sets: never the user's ~/.cache."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(monkeypatch, cache_folder):
+    monkeypatch.setenv("MNIST_CNN_CACHE", str(cache_folder))  # subprocesses inherit it
+
+
+@pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     """A data folder holding small synthetic MNIST files (512 train, 256 test images)."""
     return write_mnist(tmp_path_factory.mktemp("synthetic"))

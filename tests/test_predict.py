@@ -1,9 +1,10 @@
 import json
 
+import pytest
 import torch
 
 from mnist_cnn import Net, load_model
-from mnist_cnn.predict import predict_digits, predict_files
+from mnist_cnn.predict import main, predict_digits, predict_files
 
 from .conftest import render_digit
 from .test_cli import assert_one_line_error, run
@@ -48,3 +49,45 @@ def test_predict_bad_inputs_are_one_line_errors(checkpoint, tmp_path):
     render_digit().save(tmp_path / "d.png")
     bad_model = run(str(tmp_path / "model.pt"), str(tmp_path / "d.png"), module="mnist_cnn.predict")
     assert_one_line_error(bad_model, "model.pt")
+
+
+def test_predict_skips_hidden_files_in_folders_but_reads_named_ones(checkpoint, tmp_path, capsys):
+    render_digit("2").save(tmp_path / "two.png")
+    (tmp_path / "._two.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # no image
+    render_digit("3").save(tmp_path / ".three.png")
+    assert main([str(checkpoint), str(tmp_path), "--json"]) == 0
+    assert [p["file"] for p in json.loads(capsys.readouterr().out)["predictions"]] == [
+        str(tmp_path / "two.png")
+    ]
+    assert main([str(checkpoint), str(tmp_path / ".three.png")]) == 0
+    assert capsys.readouterr().out.startswith(str(tmp_path / ".three.png"))
+
+
+def test_predict_top_k(checkpoint, tmp_path, capsys):
+    render_digit("2").save(tmp_path / "two.png")
+    assert main([str(checkpoint), str(tmp_path / "two.png"), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "top 5: " in out and out.split("top 5: ")[1].count("%") == 5
+    assert main([str(checkpoint), str(tmp_path / "two.png"), "--top", "1", "--json"]) == 0
+    (prediction,) = json.loads(capsys.readouterr().out)["predictions"]
+    assert len(prediction["top"]) == 1 and prediction["top"][0]["digit"] == prediction["digit"]
+    for bad in ("0", "11", "-2"):
+        with pytest.raises(SystemExit) as exit:
+            main([str(checkpoint), str(tmp_path / "two.png"), "--top", bad])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and len(err.strip().splitlines()) == 1
+        assert err.startswith("error: --top must be between 1 and 10") and bad in err
+
+
+def test_predict_says_which_frame_of_an_animated_gif_it_read(checkpoint, tmp_path, capsys):
+    frames = [render_digit(str(d), (60, 60)) for d in range(5)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[1].save(tmp_path / "still.gif")
+    gif = str(tmp_path / "anim.gif")
+    assert main([str(checkpoint), gif, str(tmp_path / "still.gif")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f"note: {gif} has 5 frames; read the first\n"
+    assert captured.out.count("top 3: ") == 2
+    assert main([str(checkpoint), gif, str(tmp_path / "still.gif"), "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["notes"] for p in predictions] == [[f"{gif} has 5 frames; read the first"], []]

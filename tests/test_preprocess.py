@@ -1,4 +1,5 @@
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -111,3 +112,68 @@ def test_random_noise_never_crashes():
         except MnistCnnError:
             continue
         assert out.shape == (1, 28, 28) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "ink", "paper", "fmt", "mode"),
+    [
+        (np.uint16, 8000, 60000, "PNG", "I;16"),  # a 16-bit scan
+        (np.int32, 300, 40000, "TIFF", "I"),
+        (np.float32, 0.1, 0.9, "TIFF", "F"),  # a float picture, 0..1
+    ],
+)
+def test_16_bit_and_float_images_are_scaled_by_their_own_range(tmp_path, dtype, ink, paper, fmt, mode):
+    gray = render_digit("4", (80, 80))
+    values = np.where(np.asarray(gray) < 128, ink, paper).astype(dtype)
+    if dtype == np.float32:
+        values[0, :3] = np.nan  # float pictures may hold NaN: taken for paper
+    path = tmp_path / f"d.{fmt.lower()}"
+    Image.fromarray(values).save(path, fmt)
+    image = load_image(path)
+    assert image.mode == mode  # the file really holds values beyond 8 bits
+    a, b = ink_of(to_mnist(gray)), ink_of(to_mnist(image))
+    assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.9
+
+
+def test_folders_leave_out_hidden_files_but_named_ones_are_read(tmp_path):
+    save(render_digit(), tmp_path / "a.png")
+    save(render_digit(), tmp_path / ".hidden.png")
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    assert image_files([tmp_path]) == [tmp_path / "a.png"]
+    assert image_files([tmp_path / ".hidden.png"]) == [tmp_path / ".hidden.png"]
+
+
+def test_load_image_counts_the_frames_of_an_animated_gif(tmp_path):
+    frames = [render_digit(str(d), (60, 60)) for d in range(5)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    image = load_image(tmp_path / "anim.gif")
+    assert image.info["frames"] == 5
+    assert torch.equal(to_mnist(image), to_mnist(frames[0]))  # the first frame is the one read
+    assert load_image(save(frames[0], tmp_path / "still.gif", "GIF")).info["frames"] == 1
+
+
+# JPEG EXIF blocks that claim more tags than they hold: Pillow warns "Corrupt EXIF data" when the
+# file is loaded, and again when its orientation is read.
+CORRUPT_EXIF = [
+    b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00",
+    b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00",
+]
+
+
+@pytest.mark.parametrize("exif", CORRUPT_EXIF)
+def test_pillow_warnings_about_damaged_files_do_not_reach_the_user(tmp_path, exif):
+    render_digit("5", (64, 64)).save(tmp_path / "d.jpg", "JPEG", exif=exif)
+    tiff = io.BytesIO()
+    render_digit("5", (64, 64)).save(tiff, "TIFF")
+    (tmp_path / "cut.tif").write_bytes(tiff.getvalue()[:10])  # the header, then half a tag count
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opened = Image.open(tmp_path / "d.jpg")  # not through load_image: to_mnist must be quiet too
+        opened.load()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert to_mnist(load_image(tmp_path / "d.jpg")).shape == (1, 28, 28)
+        assert to_mnist(opened).shape == (1, 28, 28)
+        with pytest.raises(MnistCnnError, match="cut.tif"):
+            load_image(tmp_path / "cut.tif")
+    assert [str(w.message) for w in caught] == []
