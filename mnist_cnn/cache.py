@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,8 +71,10 @@ def load_entry(path: Path, key: dict) -> tuple[Split | None, str | None]:
     """(the cached split, None) when the entry is there, whole and current; else (None, why not:
     None when there is simply no entry)."""
     try:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the note says enough
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, NotADirectoryError):
         return None, None
     except Exception as error:  # whatever a damaged file makes torch.load raise
         return None, f"damaged ({first_line(error)})"

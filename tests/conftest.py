@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,15 +65,14 @@ def no_network(monkeypatch):
         monkeypatch.setenv(name, value)
 
 
-@pytest.fixture(scope="session")
-def cache_folder(tmp_path_factory) -> Path:
-    """The tests' own cache of decoded data sets: never the user's ~/.cache."""
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(autouse=True)
-def own_cache(monkeypatch, cache_folder):
-    monkeypatch.setenv("MNIST_CNN_CACHE", str(cache_folder))  # subprocesses inherit it
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory) -> Iterator[Path]:
+    """The tests' own cache of decoded data sets, never the user's ~/.cache: set before any other
+    fixture (session-scoped ones included) reads data; subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("cache")
+        patch.setenv("MNIST_CNN_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")
