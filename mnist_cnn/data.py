@@ -213,14 +213,20 @@ def check_not_misplaced(root: Path, spec: Dataset) -> None:
 
 def pixel_statistics(images: torch.Tensor) -> Normalization:
     """(mean, std) of uint8 images' pixels scaled to [0, 1], to 4 decimals (MNIST: 0.1307, 0.3081)."""
-    std, mean = torch.std_mean(images.float() / 255)
+    return scaled_statistics(images.float() / 255)
+
+
+def scaled_statistics(scaled: torch.Tensor) -> Normalization:
+    """pixel_statistics of images already scaled to [0, 1]."""
+    std, mean = torch.std_mean(scaled)
     return round(mean.item(), 4), round(std.item(), 4)
 
 
 def normalize(images: torch.Tensor, normalization: Normalization = MNIST_NORMALIZATION) -> torch.Tensor:
     """uint8 images (any shape) -> float32 with a training split's (mean, std)."""
     mean, std = normalization
-    return (images.float() / 255 - mean) / std
+    # In place, one float copy: bitwise the same as (images.float() / 255 - mean) / std, faster.
+    return images.float().div_(255).sub_(mean).div_(std)
 
 
 def load_mnist(
@@ -259,9 +265,11 @@ def load_splits(
     cache: see read_split."""
     train_images, train_labels = read_split(root, True, dataset, cache)
     test_images, test_labels = read_split(root, False, dataset, cache)
-    normalization = pixel_statistics(train_images)
+    train_scaled = train_images.float().div_(255)  # measured and normalized in one float copy
+    normalization = scaled_statistics(train_scaled)
+    mean, std = normalization
     return Splits(
-        normalize(train_images, normalization).to(device),
+        train_scaled.sub_(mean).div_(std).to(device),
         train_labels.to(device),
         normalize(test_images, normalization).to(device),
         test_labels.to(device),

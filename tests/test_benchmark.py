@@ -17,7 +17,7 @@ def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_d
     out = tmp_path / "bench.json"
     command = [sys.executable, str(SCRIPTS / "benchmark.py"), "--data-dir", str(mnist_dir), "--repeats", "2"]
     result = subprocess.run(
-        [*command, "--contenders", "default", "nchw", "--json", str(out)],
+        [*command, "--contenders", "default", "nchw", "--process-repeats", "1", "--json", str(out)],
         capture_output=True,
         text=True,
         env={**os.environ, **NO_NETWORK},
@@ -33,7 +33,10 @@ def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_d
         assert f"| {name} |" in result.stdout
     assert bench["results"]["classic"]["speedups"] == [1.0, 1.0]
     assert bench["machine"]["cores"] == os.cpu_count() and "torch" in bench["machine"]
-    assert set(bench["seconds_to_98"]) == {
-        "mnist_cnn (`python -m mnist_cnn.train`)",
-        "classic (`scripts/classic.py`)",
-    }
+    processes = bench["processes"]
+    for name in ("ours_to_98", "classic_to_98", "epoch_wall", "epoch_train", "predict", "import_torch"):
+        assert len(processes[name]) == 1, name
+    wall, train = processes["epoch_wall"][0], processes["epoch_train"][0]
+    assert 0 < train < wall and processes["rest_fractions"] == [(wall - train) / train]
+    assert processes["predict_ratios"] == [processes["predict"][0] / processes["import_torch"][0]]
+    assert "| `predict` on one image |" in result.stdout
