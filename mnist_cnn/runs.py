@@ -129,9 +129,10 @@ def run_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     position: EpochPosition | None = None,
+    threads: int | None = None,
 ) -> dict:
     """A resumable checkpoint of the run as it stands: after len(history) epochs, and position
-    into the next one when it stopped part-way."""
+    into the next one when it stopped part-way; threads: the CPU thread count it ran with."""
     return {
         "model": config.model,
         "model_args": config.model_args,
@@ -150,6 +151,7 @@ def run_state(
         "config": config.to_dict(),
         "history": list(history),
         "run_id": run_id,
+        "threads": threads,
     }
 
 

@@ -25,7 +25,7 @@ from .augment import distort, random_distortions
 from .checkpoint import load_checkpoint
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import DATASETS, load_splits, resolve_data_dir
-from .device import autocast, cpu_threads, select_device
+from .device import ThreadCount, autocast, cpu_threads, select_device
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .metrics import format_test_line
 from .model import MODELS, build_model, count_parameters
@@ -203,6 +203,7 @@ def cosine_restarts(step: int, first_cycle: int, total: int) -> float:
 def fit(
     config: TrainConfig,
     *,
+    on_start: Callable[[dict], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool = False,
     resume: str | os.PathLike | None = None,
@@ -210,8 +211,10 @@ def fit(
 ) -> History:
     """Train config.model on config.dataset as config says; returns one dict of metrics per epoch.
 
-    on_epoch is called with each epoch's metrics as soon as they are known; progress shows a tqdm
-    bar per epoch. resume continues the run saved in a checkpoint (see resume_config): on CPU
+    on_start is called once the data is loaded and training is about to begin, with what it runs
+    on (model, parameters, dataset, device, processes, threads); on_epoch with each epoch's
+    metrics as soon as they are known; progress shows a tqdm bar per epoch. config.threads None
+    adapts torch's CPU threads to what other processes leave free (see device.ThreadCount). resume continues the run saved in a checkpoint (see resume_config): on CPU
     the result is bitwise the same as an uninterrupted run's. With config.output_dir, metrics
     and curves are written there; with config.save_model, checkpoints too. Before training, the
     run claims its output folder: one that holds another run is refused, unless overwrite
@@ -221,13 +224,15 @@ def fit(
     calls on_epoch, shows progress and writes files, and every rank returns the same history.
     """
     device = distributed.local_device(select_device(config.device))
-    with cpu_threads(config.threads), stop_signals() as stop, distributed.process_group(device):
-        return _fit(config, device, on_epoch, progress, resume, overwrite, stop)
+    # cpu_threads(None): the run sets torch's thread count (ThreadCount); it is put back after.
+    with cpu_threads(None), stop_signals() as stop, distributed.process_group(device):
+        return _fit(config, device, on_start, on_epoch, progress, resume, overwrite, stop)
 
 
 def _fit(
     config: TrainConfig,
     device: torch.device,
+    on_start: Callable[[dict], None] | None,
     on_epoch: Callable[[dict], None] | None,
     progress: bool,
     resume: str | os.PathLike | None,
@@ -236,6 +241,8 @@ def _fit(
 ) -> History:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    # Measures what other processes use of the cores from here until training starts.
+    threads = ThreadCount(config.threads, adaptive=device.type == "cpu")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = build_model(config.model, **config.model_args).to(device)
@@ -274,6 +281,28 @@ def _fit(
         claim_output_dir(output_dir, run_id, overwrite=overwrite, own=own)
     # run(): the run as a checkpoint, as it stands now (history grows in place below).
     run = partial(run_state, run_id, config, normalization, history, model, optimizer, scheduler, generator)
+    if resume is not None and saved.get("threads"):
+        threads.resume_at(saved["threads"])  # a resumed run goes on with the count it had
+    else:
+        threads.adapt(force=True)  # from what others used of the cores since the run started
+    threads.take_changes()  # the epochs count their own changes
+    if on_start is not None:
+        on_start(
+            {
+                "model": config.model,
+                "parameters": count_parameters(model),
+                "dataset": config.dataset,
+                "device": str(device),
+                "processes": distributed.world_size(),
+                "threads": threads.describe(),
+            }
+        )
+
+    def check() -> int | None:
+        """Every --log-interval batches: fit the thread count to the machine, then say whether a
+        signal asked to stop."""
+        threads.adapt()
+        return stop()
 
     try:
         for epoch in range(len(history) + 1, config.epochs + 1):
@@ -295,11 +324,12 @@ def _fit(
                     log_interval=config.log_interval,
                     progress=bar,
                     position=position,
-                    stop=stop,
+                    stop=check,
                 )
             except EpochStopped as stopped:
                 distributed.average_buffers(model)  # every process stopped here; rank 0 saves for all
-                raise interrupted(output_dir, run(position=stopped.position), stopped.signal_number) from None
+                stopped_run = run(position=stopped.position, threads=threads.count)
+                raise interrupted(output_dir, stopped_run, stopped.signal_number) from None
             finally:
                 if bar is not None:
                     bar.close()
@@ -325,11 +355,13 @@ def _fit(
                     "lr": position.lr,
                     "train_seconds": train_seconds,
                     "test_seconds": time.perf_counter() - start,
+                    "threads": threads.count,  # at the epoch's end
+                    "thread_changes": threads.take_changes(),  # during the epoch
                 }
             )
             position = None
             if output_dir is not None:
-                save_run(output_dir, run(), save_model=config.save_model)
+                save_run(output_dir, run(threads=threads.count), save_model=config.save_model)
             if on_epoch is not None:
                 on_epoch(history[-1])
             if config.dry_run:
@@ -489,24 +521,29 @@ def main(argv: list[str] | None = None) -> History:
                 )
             return saved["history"]
     if speaks:
-        model = build_model(config.model, **config.model_args)
-        print_summary(model)
-        device = distributed.local_device(select_device(config.device))
-        processes = distributed.launched_processes()
+        print_summary(build_model(config.model, **config.model_args))
+
+    def banner(run: dict) -> None:
+        processes = f" x {run['processes']} processes" if run["processes"] > 1 else ""
         print(
-            f"Training {config.model} ({count_parameters(model):,} parameters) on {config.dataset}, "
-            f"{device}" + (f" x {processes} processes" if processes > 1 else "")
+            f"Training {run['model']} ({run['parameters']:,} parameters) on {run['dataset']}, "
+            f"{run['device']}{processes}, {run['threads']}"
         )
         if resume is not None:
             print(f"Resuming {resume}, writing to {config.output_dir}")
 
     def report(metrics: dict) -> None:
+        changes = metrics["thread_changes"]
+        threads = f" (the thread count changed {changes}x, to {metrics['threads']})" if changes else ""
         print(
-            f"Epoch {metrics['epoch']}: train loss {metrics['train_loss']:.4f}, {metrics['train_seconds']:.1f} s"
+            f"Epoch {metrics['epoch']}: train loss {metrics['train_loss']:.4f}, "
+            f"{metrics['train_seconds']:.1f} s{threads}"
         )
         print(format_test_line(metrics))
 
-    history = fit(config, on_epoch=report, progress=progress, resume=resume, overwrite=overwrite)
+    history = fit(
+        config, on_start=banner, on_epoch=report, progress=progress, resume=resume, overwrite=overwrite
+    )
     if speaks:
         print(finished_line(config))
     return history

@@ -10,6 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Every test, and every process a test starts, uses one CPU thread: a fixed count (so a run is the
+# same bit for bit), and one that does not collapse when other processes share the cores. Set
+# before any test module imports torch, which reads it once.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 RAW_NAMES = {
