@@ -1,6 +1,7 @@
 """Train a model's default recipe once per seed on the real MNIST (or --dataset); print a markdown table.
 
     python scripts/accuracy.py --data-dir ../shared/data --seeds 1 2 3 4 5
+    python scripts/accuracy.py --data-dir ../shared/data --seeds 1 2 3 4 5 --jobs 2   # 2 at a time
     python scripts/accuracy.py --data-dir ../shared/data --model improved --seeds 1 2 3
     python scripts/accuracy.py --data-dir data --dataset fashion-mnist --model improved --seeds 1 2 3
     python scripts/accuracy.py --data-dir ../shared/data --precision bf16    # a speed option
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 
 from ablation import run_seeds
 from machine import caption, describe_machine
+from sweep import add_sweep_flags, sweep_caption
 
 from mnist_cnn.config import PRECISIONS, RECIPES, default_config, flag
 from mnist_cnn.data import DATASETS
@@ -35,6 +38,7 @@ def main() -> None:
     p.add_argument("--precision", choices=PRECISIONS, help="instead of the recipe's (fp32)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--device", default="cpu")
+    add_sweep_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
     args = p.parse_args()
 
@@ -43,13 +47,15 @@ def main() -> None:
     config = default_config(
         args.model, data_dir=args.data_dir, device=args.device, dataset=args.dataset, **changes
     )
-    result = run_seeds(config, args.seeds)
+    start = time.perf_counter()
+    result = run_seeds(config, args.seeds, args.jobs, args.threads)
+    wall = time.perf_counter() - start
 
     machine = describe_machine(args.device)
     changed = "".join(f", {flag(k)} {v}" for k, v in changes.items())
     print(
-        f"\n`--model {args.model}` defaults{changed} on {args.dataset}, {config.epochs} epoch(s); "
-        f"{caption(machine)}\n"
+        f"\n`--model {args.model}` defaults{changed} on {args.dataset}, {config.epochs} epoch(s), "
+        f"{sweep_caption(args)}, {wall:.0f} s in all; {caption(machine)}\n"
     )
     finals = [a[-1] for a in result["accuracy"]]
     seconds = f"{result['seconds_per_epoch']:.1f}"
@@ -70,7 +76,11 @@ def main() -> None:
     print(f"| mean | {mean} | |" if config.epochs == 1 else f"| mean | | {mean} | | |")
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"machine": machine, "config": config.to_dict(), **result}, file, indent=2)
+            json.dump(
+                {"machine": machine, "config": config.to_dict(), "wall_seconds": wall, **result},
+                file,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

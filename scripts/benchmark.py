@@ -17,13 +17,20 @@ the data cache):
 - the rest of a 1-epoch run: `python -m mnist_cnn.train --epochs 1 --save-model` to its end,
   minus the training seconds it reports (metrics.json), as a fraction of those seconds;
 - predict: `python -m mnist_cnn.predict` on one image against `python -c "import torch"`.
-Ratios are taken run by run and their median and range reported. The JSON holds every
-measurement and the machine.
+Ratios are taken run by run and their median and range reported.
+
+A busy machine (--busy N): a default 1-epoch run, quiet and beside one competing training process
+that this script starts (torch's own thread count, fixed; killed when the run ends), against the
+same run with that count fixed (the default before auto threads), N times in turn. The JSON holds
+every measurement and the machine.
+
+    python scripts/benchmark.py --data-dir ../shared/data --repeats 0 --process-repeats 0 --busy 5 --busy-baseline
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import re
@@ -32,14 +39,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from classic import fit_classic
 from machine import caption, describe_machine
 
 from mnist_cnn import TrainConfig, fit
-from mnist_cnn.device import select_device
+from mnist_cnn.device import TORCH_DEFAULT_THREADS, select_device
 
 SCRIPTS = Path(__file__).resolve().parent
 TARGET = 0.98
@@ -119,6 +126,73 @@ def whole_processes(data: list[str], device: str, repeats: int, image: Path) -> 
     return runs
 
 
+@contextlib.contextmanager
+def competing_run(data: list[str], device: str, threads: int) -> Iterator[None]:
+    """Another training process beside this one, with a fixed thread count, from the moment its
+    training starts until the block ends (and at most --epochs 30 of it in any case)."""
+    with tempfile.TemporaryDirectory() as work:
+        command = [sys.executable, "-m", "mnist_cnn.train", "--threads", str(threads), "--epochs", "30"]
+        command += ["--device", device, "--no-progress", "--output-dir", "competitor", *data]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=work
+        )
+        try:
+            for line in process.stdout:  # its banner comes right before its first batch
+                if line.startswith("Training "):
+                    break
+            yield
+        finally:
+            process.kill()
+            process.wait()
+
+
+def busy_machine(config: TrainConfig, data: list[str], repeats: int, baseline: bool) -> dict:
+    """Training seconds of a default 1-epoch run (auto threads) and of one with torch's own thread
+    count fixed (the default before auto), quiet and beside one competing training process with
+    that many threads, in turn; the latter beside it only with baseline (it can take minutes)."""
+    fixed = dataclasses.replace(config, threads=TORCH_DEFAULT_THREADS)
+    runs: dict[str, list[float]] = {"quiet_auto": [], "quiet_fixed": [], "busy_auto": [], "busy_fixed": []}
+    for repeat in range(repeats):
+        runs["quiet_auto"].append(fit(config)[0]["train_seconds"])
+        runs["quiet_fixed"].append(fit(fixed)[0]["train_seconds"])
+        with competing_run(data, config.device, TORCH_DEFAULT_THREADS):
+            runs["busy_auto"].append(fit(config)[0]["train_seconds"])
+            if baseline:
+                runs["busy_fixed"].append(fit(fixed)[0]["train_seconds"])
+        print(
+            f"busy machine, repeat {repeat + 1}: "
+            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in runs.items() if v),
+            file=sys.stderr,
+            flush=True,
+        )
+    quiet_auto, quiet_fixed = runs["quiet_auto"], runs["quiet_fixed"]
+    runs["busy_over_quiet_auto"] = [b / q for b, q in zip(runs["busy_auto"], quiet_auto, strict=True)]
+    runs["busy_over_quiet_fixed"] = [b / q for b, q in zip(runs["busy_fixed"], quiet_fixed, strict=False)]
+    runs["quiet_auto_over_fixed"] = [a / f for a, f in zip(quiet_auto, quiet_fixed, strict=True)]
+    return runs
+
+
+def busy_markdown(runs: dict, threads: int) -> str:
+    """The busy-machine measurements as a table."""
+    n = len(runs["quiet_auto"])
+    busy_fixed = median_range(runs["busy_fixed"], " s") if runs["busy_fixed"] else "not measured"
+    return "\n".join(
+        [
+            f"A default 1-epoch run beside one competing training process ({threads} threads), "
+            f"median (min-max) of {n} repetitions taken in turn:",
+            "",
+            "| threads | quiet | beside the other process | slower by |",
+            "|---|---:|---:|---:|",
+            f"| auto (the default) | {median_range(runs['quiet_auto'], ' s')} | {median_range(runs['busy_auto'], ' s')} "
+            f"| {median_range(runs['busy_over_quiet_auto'], 'x')} |",
+            f"| fixed {threads} (torch's own count, the default before) | {median_range(runs['quiet_fixed'], ' s')} "
+            f"| {busy_fixed} | {median_range(runs['busy_over_quiet_fixed'], 'x')} |",
+            "",
+            f"Quiet, auto over fixed {threads}: {median_range(runs['quiet_auto_over_fixed'], 'x')}.",
+        ]
+    )
+
+
 def summarize(runs: list[dict], classic: list[dict]) -> dict:
     """Statistics of one contender's runs. Its speed-up is taken repetition by repetition against
     the classic run of the same repetition, so a slow spell of the machine, which hits both,
@@ -195,6 +269,10 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
     p.add_argument("--process-repeats", type=int, default=3, help="runs of each whole process (0: none)")
+    p.add_argument(
+        "--busy", type=int, default=0, metavar="N", help="N repetitions quiet and beside a competing run"
+    )
+    p.add_argument("--busy-baseline", action="store_true", help="with --busy: also the fixed count beside it")
     p.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
     args = p.parse_args()
     if "classic" not in args.contenders:
@@ -212,7 +290,9 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    results = {name: summarize(runs[name], runs["classic"]) for name in args.contenders}
+    results = (
+        {name: summarize(runs[name], runs["classic"]) for name in args.contenders} if args.repeats else None
+    )
 
     data = ["--data-dir", str(Path(args.data_dir).resolve())] if args.data_dir else []
     image = SCRIPTS.parent / "docs" / "digits" / "7.png"
@@ -220,14 +300,25 @@ def main() -> None:
         whole_processes(data, args.device, args.process_repeats, image) if args.process_repeats else None
     )
 
+    busy = busy_machine(config, data, args.busy, args.busy_baseline) if args.busy else None
+
     machine = describe_machine(str(select_device(args.device)))
-    print(markdown(results, machine, args.repeats))
+    if results:
+        print(markdown(results, machine, args.repeats))
     if processes:
         print("\n" + process_markdown(processes))
+    if busy:
+        print("\n" + busy_markdown(busy, TORCH_DEFAULT_THREADS))
     if args.json:
         with open(args.json, "w") as file:
             json.dump(
-                {"machine": machine, "config": config.to_dict(), "results": results, "processes": processes},
+                {
+                    "machine": machine,
+                    "config": config.to_dict(),
+                    "results": results,
+                    "processes": processes,
+                    "busy": busy,
+                },
                 file,
                 indent=2,
             )

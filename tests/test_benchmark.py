@@ -17,7 +17,18 @@ def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_d
     out = tmp_path / "bench.json"
     command = [sys.executable, str(SCRIPTS / "benchmark.py"), "--data-dir", str(mnist_dir), "--repeats", "2"]
     result = subprocess.run(
-        [*command, "--contenders", "default", "nchw", "--process-repeats", "1", "--json", str(out)],
+        [
+            *command,
+            "--contenders",
+            "default",
+            "nchw",
+            "--process-repeats",
+            "1",
+            "--busy",
+            "1",
+            "--json",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, **NO_NETWORK},
@@ -40,3 +51,7 @@ def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_d
     assert 0 < train < wall and processes["rest_fractions"] == [(wall - train) / train]
     assert processes["predict_ratios"] == [processes["predict"][0] / processes["import_torch"][0]]
     assert "| `predict` on one image |" in result.stdout
+    busy = bench["busy"]
+    assert [len(busy[k]) for k in ("quiet_auto", "quiet_fixed", "busy_auto", "busy_fixed")] == [1, 1, 1, 0]
+    assert busy["busy_over_quiet_auto"] == [busy["busy_auto"][0] / busy["quiet_auto"][0]]
+    assert "beside the other process" in result.stdout

@@ -1,0 +1,56 @@
+"""scripts/accuracy.py and scripts/ablation.py with --jobs: seeds (and rows) train in parallel
+processes, with the same results as one after another at the same thread count."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import NO_NETWORK
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def sweep(script: str, args: list[str], out: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **NO_NETWORK},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("accuracy.py", ["--seeds", "1", "2", "3"]),
+        ("ablation.py", ["--epochs", "1", "--seeds", "1", "2"]),
+    ],
+)
+def test_parallel_jobs_give_the_results_of_one_after_another(script, args, mnist_dir, tmp_path):
+    common = [*args, "--data-dir", str(mnist_dir), "--threads", "1"]
+    alone = sweep(script, [*common, "--jobs", "1"], tmp_path / "alone.json")
+    together = sweep(script, [*common, "--jobs", "2"], tmp_path / "together.json")
+    if script == "accuracy.py":
+        assert together["accuracy"] == alone["accuracy"] and len(alone["accuracy"]) == 3
+    else:
+        rows = alone["rows"]
+        assert len(rows) == 6 and all(together["rows"][n]["accuracy"] == rows[n]["accuracy"] for n in rows)
+    assert together["wall_seconds"] > 0
+
+
+def test_parallel_jobs_share_the_cores():
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from sweep import job_threads
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    assert job_threads(1, None) is None  # alone: the package's own (auto) choice
+    assert job_threads(2, 3) == 3  # told
+    assert job_threads(64, None) == 1  # never none
