@@ -213,12 +213,13 @@ def fit(
 
     on_start is called once the data is loaded and training is about to begin, with what it runs
     on (model, parameters, dataset, device, processes, threads); on_epoch with each epoch's
-    metrics as soon as they are known; progress shows a tqdm bar per epoch. config.threads None
-    adapts torch's CPU threads to what other processes leave free (see device.ThreadCount). resume continues the run saved in a checkpoint (see resume_config): on CPU
-    the result is bitwise the same as an uninterrupted run's. With config.output_dir, metrics
-    and curves are written there; with config.save_model, checkpoints too. Before training, the
-    run claims its output folder: one that holds another run is refused, unless overwrite
-    (which removes that run's files). A dry run writes nothing.
+    metrics as soon as they are known; progress shows a tqdm bar per epoch. resume continues the
+    run saved in a checkpoint (see resume_config): on CPU the result is bitwise the same as an
+    uninterrupted run's. With config.output_dir, metrics and curves are written there; with
+    config.save_model, checkpoints too. Before training, the run claims its output folder: one
+    that holds another run is refused, unless overwrite (which removes that run's files). A dry
+    run writes nothing. config.threads None fits torch's CPU threads to the cores that other
+    processes leave free (see device.ThreadCount).
 
     Started by torchrun, the processes train together (DistributedDataParallel); only rank 0
     calls on_epoch, shows progress and writes files, and every rank returns the same history.
@@ -275,7 +276,7 @@ def _fit(
     if not distributed.is_main() or config.dry_run:
         output_dir = None  # rank 0 speaks for the run; a dry run only checks the setup
     if not distributed.is_main():
-        on_epoch, progress = None, False
+        on_start, on_epoch, progress = None, None, False
     if output_dir is not None:  # before training, so that no trained epoch is lost to a bad folder
         own = resume is not None and Path(resume).parent.resolve() == output_dir.resolve()
         claim_output_dir(output_dir, run_id, overwrite=overwrite, own=own)
@@ -469,7 +470,12 @@ def parse_args(argv: list[str] | None = None) -> Command:
     add("--no-cache", dest="cache", action="store_false", help="read the raw data files, not the cache")
     add("--precision", choices=PRECISIONS, help=f"fp32, or bf16 autocast (default: {d.precision})")
     add("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory layout (default: on)")
-    add("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's, one per core)")
+    add(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for torch, fixed (default: auto, one per core that other processes leave free)",
+    )
     add("--dry-run", action="store_true", help="one batch of training and evaluation, to check the setup")
     add(
         "--log-interval",

@@ -54,9 +54,8 @@ def test_a_second_run_imports_no_torchvision(fresh, tmp_path):
         f"import sys; from mnist_cnn.data import load_splits; load_splits({str(fresh)!r}); "
         "print('torchvision' in sys.modules)"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     runs = [
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         for _ in range(2)
     ]
     assert [r.stdout.strip() for r in runs] == ["True", "False"], [r.stderr for r in runs]
@@ -128,10 +127,9 @@ def test_concurrent_writers_leave_one_whole_entry(fresh, tmp_path):
         f"from mnist_cnn.data import read_split; images, labels = read_split({str(fresh)!r}, True); "
         "print(int(images.sum()), int(labels.sum()))"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         for _ in range(3)
     ]
