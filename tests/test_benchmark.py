@@ -55,3 +55,18 @@ def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_d
     assert [len(busy[k]) for k in ("quiet_auto", "quiet_fixed", "busy_auto", "busy_fixed")] == [1, 1, 1, 0]
     assert busy["busy_over_quiet_auto"] == [busy["busy_auto"][0] / busy["quiet_auto"][0]]
     assert "beside the other process" in result.stdout
+
+
+def test_startup_times_every_phase_of_a_run(mnist_dir):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "startup.py"), "--data-dir", str(mnist_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **NO_NETWORK},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "seconds" not in line]
+    assert len(rows) == 10 and rows[0].startswith("| python and `import torch`")
+    assert rows[-1].startswith("| all but training |")
+    assert all(float(row.rsplit("|", 2)[1]) >= 0 for row in rows)
