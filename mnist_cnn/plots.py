@@ -59,6 +59,7 @@ def curves_figure(history: list[dict]) -> Figure:
     loss_ax.legend()
     acc_ax.plot(epochs, [100 * m["test_accuracy"] for m in history], "o-", color="C2")
     acc_ax.set(xlabel="epoch", ylabel="%", title="Test accuracy")
+    acc_ax.set_ylim(top=min(acc_ax.get_ylim()[1], 100))  # the autoscale's margin passes 100%
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         # The default locator splits a short run into fractions of an epoch (0.96, 0.98, ...);
