@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import TrainedModel, load_trained, write_atomic
+from .checkpoint import TrainedModel, load_trained
 from .data import DATASETS
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
+from .files import write_atomic
 
 FORMATS = ("onnx", "torchscript")
 METADATA_FILE = "mnist_cnn.json"  # TorchScript's extra file holding export_metadata
