@@ -5,19 +5,24 @@ from .config import TrainConfig
 from .data import load_mnist
 from .errors import MnistCnnError
 from .model import MODELS, Net, build_model, count_parameters
+from .weights import ImprovedNetWeights, SeedNetWeights, improved_net, seed_net
 
 __all__ = [
+    "ImprovedNetWeights",
     "MODELS",
     "MnistCnnError",
     "Net",
+    "SeedNetWeights",
     "TrainConfig",
     "build_model",
     "count_parameters",
     "fit",
+    "improved_net",
     "load_checkpoint",
     "load_mnist",
     "load_model",
     "save_checkpoint",
+    "seed_net",
     "train_epoch",
 ]
 

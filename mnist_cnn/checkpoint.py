@@ -84,6 +84,8 @@ class TrainedModel(NamedTuple):
     model: nn.Module
     dataset: str  # the data set it learnt (a key of data.DATASETS)
     normalization: Normalization  # the (mean, std) its inputs were normalized with
+    name: str = "seed"  # the model's name for build_model ...
+    args: dict = {}  # ... and its constructor arguments
 
 
 def load_trained(
@@ -103,17 +105,23 @@ def load_trained(
         raise MnistCnnError(f"{path} holds a damaged normalization entry") from None
     if trained_on not in DATASETS:
         raise MnistCnnError(f"{path} was trained on an unknown data set {trained_on!r}")
-    if dataset is not None and dataset != trained_on:
-        raise MnistCnnError(
-            f"{path} was trained on {trained_on}, not {dataset}: use --dataset {trained_on}, or a "
-            f"checkpoint trained on {dataset}"
-        )
-    model = build_model(name, **checkpoint.get("model_args", {}))
+    check_dataset(path, trained_on, dataset)
+    args = checkpoint.get("model_args", {})
+    model = build_model(name, **args)
     try:
         model.load_state_dict(checkpoint["model_state"])
     except (RuntimeError, TypeError, AttributeError) as error:
         raise MnistCnnError(f"{path} does not fit the {name!r} model: {first_line(error)}") from None
-    return TrainedModel(model.to(device).eval(), trained_on, (mean, std))
+    return TrainedModel(model.to(device).eval(), trained_on, (mean, std), name, args)
+
+
+def check_dataset(source: str | os.PathLike, trained_on: str, dataset: str | None) -> None:
+    """With dataset (--dataset), a net that learnt another data set is an MnistCnnError."""
+    if dataset is not None and dataset != trained_on:
+        raise MnistCnnError(
+            f"{source} was trained on {trained_on}, not {dataset}: use --dataset {trained_on}, or a "
+            f"net trained on {dataset}"
+        )
 
 
 def load_model(

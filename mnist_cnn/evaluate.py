@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_trained
 from .data import DATASETS, load_mnist, resolve_data_dir
 from .device import select_device
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .metrics import format_test_line
 from .plots import NoMatplotlib, draw_confusion, draw_mistakes
+from .weights import open_net
 
 
 @torch.inference_mode()
@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
         "mnist_cnn.evaluate",
         description="Evaluate a checkpoint on the test set of the data set it learnt.",
     )
-    p.add_argument("checkpoint", help="a checkpoint written by --save-model (best.pt or last.pt)")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint written by --save-model (best.pt or last.pt)")
+    p.add_argument(
+        "--weights", metavar="NAME", help="shipped weights instead of a checkpoint (DEFAULT, seed, ...)"
+    )
     p.add_argument(
         "--data-dir",
         help="folder holding MNIST/raw/ (FashionMNIST/raw/, ... for other data sets) "
@@ -138,14 +141,14 @@ def main(argv: list[str] | None = None) -> dict:
         raise MnistCnnError(f"--mistakes must be at least 0, got {args.mistakes}")
 
     device = select_device(args.device)
-    model, dataset, normalization = load_trained(args.checkpoint, device, args.dataset)
+    model, dataset, normalization, *_ = open_net(args.checkpoint, args.weights, device, args.dataset)
     data_dir = resolve_data_dir(args.data_dir)
     images, labels = load_mnist(data_dir, False, device, dataset, normalization, args.cache)
     report = evaluation_report(model, images, labels)
 
     # The report first: a picture that cannot be written must not lose a whole test-set pass.
     print(json.dumps(report, indent=2) if args.json else report_text(dataset, report))
-    output_dir = Path(args.output_dir or Path(args.checkpoint).parent)
+    output_dir = Path(args.output_dir or (Path(args.checkpoint).parent if args.checkpoint else "."))
     report["pictures"] = draw_pictures(report, images, output_dir, args.mistakes)
     if report["pictures"] and not args.json:
         print(f"\nDrew {' and '.join(report['pictures'])}")

@@ -22,14 +22,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import TrainedModel, load_trained
+from .checkpoint import TrainedModel
 from .data import DATASETS
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .files import write_atomic
+from .weights import net_metadata, open_net, weights_bytes
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "safetensors")
 METADATA_FILE = "mnist_cnn.json"  # TorchScript's extra file holding export_metadata
-WHERE_METADATA = {"onnx": "metadata_props", "torchscript": f"extra file {METADATA_FILE}"}
+WHERE_METADATA = {
+    "onnx": "metadata_props",
+    "torchscript": f"extra file {METADATA_FILE}",
+    "safetensors": "header",
+}
 
 
 def export_metadata(trained: TrainedModel) -> dict[str, Any]:
@@ -75,6 +80,9 @@ def export_model(trained: TrainedModel, fmt: str, path: str | os.PathLike) -> No
     exporters = {"onnx": _onnx_bytes, "torchscript": _torchscript_bytes}
     if fmt not in FORMATS:
         raise MnistCnnError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "safetensors":  # the state dict, as the shipped weights are stored
+        write_atomic(path, weights_bytes(trained.model, net_metadata(trained)))
+        return
     example = torch.zeros(2, 1, 28, 28)
     with warnings.catch_warnings():
         # Both formats warn that newer exporters exist; these are the ones that need no extra
@@ -87,14 +95,24 @@ def export_model(trained: TrainedModel, fmt: str, path: str | os.PathLike) -> No
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> Path:
-    """Parse flags, load the checkpoint, write the exported model."""
-    p = ArgumentParser("mnist_cnn.export", description="Export a trained net to ONNX or TorchScript.")
-    p.add_argument("checkpoint", help="a checkpoint written by --save-model (best.pt or last.pt)")
+    """Parse flags, load the net, write the exported model."""
+    p = ArgumentParser(
+        "mnist_cnn.export", description="Export a trained net to ONNX, TorchScript or safetensors."
+    )
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint written by --save-model (best.pt or last.pt)")
+    p.add_argument(
+        "--weights", metavar="NAME", help="shipped weights instead of a checkpoint (DEFAULT, seed, ...)"
+    )
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--output", required=True, metavar="PATH", help="the file to write")
     args = p.parse_args(argv)
-    trained = load_trained(args.checkpoint)
+    trained = open_net(args.checkpoint, args.weights)
     export_model(trained, args.format, args.output)
+    if args.format == "safetensors":
+        print(
+            f"Wrote {args.output} (safetensors): the state dict, with the model, data set and normalization in its header"
+        )
+        return Path(args.output)
     print(
         f"Wrote {args.output} ({args.format}): input 'images' (N, 1, H, W) with H, W >= 28, output "
         f"'log_probs' (N, 10); data set {trained.dataset}, its class names and the normalization "

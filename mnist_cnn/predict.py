@@ -1,7 +1,9 @@
-"""`python -m mnist_cnn.predict CHECKPOINT IMAGE...`: the digit (or the class of the checkpoint's
-data set) in each picture.
+"""`python -m mnist_cnn.predict [CHECKPOINT] IMAGE...`: the digit (or the class of the net's data
+set) in each picture.
 
-python -m mnist_cnn.predict runs/<run>/best.pt my_seven.png photos/
+python -m mnist_cnn.predict my_seven.png photos/          # the shipped improved net
+python -m mnist_cnn.predict runs/<run>/best.pt my_seven.png
+python -m mnist_cnn.predict --weights improved:FASHION_MNIST_V1 shoe.jpg
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from .checkpoint import load_trained
 from .data import DATASETS, DIGITS, MNIST_NORMALIZATION, Normalization
 from .device import select_device
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
-from .preprocess import image_files, load_image, to_mnist
+from .preprocess import IMAGE_SUFFIXES, image_files, load_image, to_mnist
+from .weights import get_weights, open_net
 
 
 @torch.inference_mode()
@@ -65,17 +68,46 @@ def predict_files(
     return results, errors
 
 
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
+
+
+def split_inputs(inputs: list[str]) -> tuple[str | None, list[str]]:
+    """(the checkpoint, the images) of predict's arguments: the first is a checkpoint when its
+    name ends like one, or it is a file that is no image; else every argument is an image."""
+    first = Path(inputs[0])
+    suffix = first.suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES or (first.is_file() and suffix not in IMAGE_SUFFIXES):
+        if len(inputs) == 1:
+            raise MnistCnnError(f"no images given after the checkpoint {first}")
+        return inputs[0], inputs[1:]
+    return None, inputs
+
+
 @exit_on_error
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, load the model, print each file's digit; exit 2 if any file was bad."""
-    p = ArgumentParser("mnist_cnn.predict", description="Read the handwritten digit in images.")
-    p.add_argument("checkpoint", help="a checkpoint written by --save-model (best.pt or last.pt)")
-    p.add_argument("images", nargs="+", help="image files (any format Pillow reads) or folders of them")
+    p = ArgumentParser(
+        "mnist_cnn.predict",
+        description="Read the handwritten digit in images, with a checkpoint, --weights, or the "
+        "shipped improved net when neither is given.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[CHECKPOINT] IMAGE",
+        help="a checkpoint written by training (best.pt), or a .safetensors file, then image files "
+        "(any format Pillow reads) or folders of them",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="NAME",
+        help="shipped weights instead of a checkpoint: DEFAULT, improved:FASHION_MNIST_V1, seed, ...",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default: cpu)")
     p.add_argument(
         "--dataset",
         choices=list(DATASETS),
-        help="refuse a checkpoint trained on another data set (default: take the checkpoint's)",
+        help="refuse a net trained on another data set (default: take the net's)",
     )
     p.add_argument(
         "--top", type=int, default=3, metavar="K", help="show the K likeliest classes (default: 3)"
@@ -83,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = p.parse_args(argv)
 
-    trained = load_trained(args.checkpoint, select_device(args.device), args.dataset)
+    checkpoint, images = split_inputs(args.inputs) if args.weights is None else (None, args.inputs)
+    weights = args.weights
+    if checkpoint is None and weights is None:
+        weights = "DEFAULT"
+        print(f"note: no checkpoint given: reading with the shipped {get_weights(weights)}", file=sys.stderr)
+    trained = open_net(checkpoint, weights, select_device(args.device), args.dataset)
     classes = DATASETS[trained.dataset].classes
     if not 1 <= args.top <= len(classes):  # checked here: the checkpoint's data set sets the classes
         raise MnistCnnError(f"--top must be between 1 and {len(classes)}, got {args.top}")
-    results, errors = predict_files(trained.model, args.images, trained.normalization, classes, args.top)
+    results, errors = predict_files(trained.model, images, trained.normalization, classes, args.top)
     if not results and not errors:
-        raise MnistCnnError(f"no image files in {', '.join(args.images)}")
+        raise MnistCnnError(f"no image files in {', '.join(images)}")
     if args.json:
         print(json.dumps({"predictions": results, "errors": errors}, indent=2))
     else:

@@ -133,3 +133,43 @@ def render_digit(
     font = ImageFont.load_default(size=int(min(size) * 0.6))
     ImageDraw.Draw(image).text((size[0] * 0.3, size[1] * 0.15), text, fill=pen, font=font)
     return image.convert(mode, dither=Image.Dither.NONE)  # a scanner's black and white, not dots
+
+
+def pen_digit(digit: int, width: int = 3, page: int = 400):
+    """A digit written with a pen `width` pixels wide on a white page: strokes, as people write."""
+    import math
+
+    from PIL import Image, ImageDraw
+
+    def arc(cx, cy, rx, ry, start, stop, n=48):
+        angles = (math.radians(start + (stop - start) * i / n) for i in range(n + 1))
+        return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
+
+    def curve(p0, p1, p2, n=30):  # a quadratic Bezier curve
+        ts = (i / n for i in range(n + 1))
+        return [
+            tuple(
+                (1 - t) ** 2 * a + 2 * (1 - t) * t * b + t * t * c for a, b, c in zip(p0, p1, p2, strict=True)
+            )
+            for t in ts
+        ]
+
+    strokes = {  # in a unit box, y down
+        0: [arc(0.5, 0.5, 0.35, 0.45, -90, 270)],
+        1: [[(0.3, 0.22), (0.55, 0.05), (0.55, 0.95)]],
+        2: [arc(0.5, 0.3, 0.3, 0.25, 190, 380) + [(0.15, 0.95), (0.88, 0.95)]],
+        3: [arc(0.5, 0.27, 0.27, 0.22, -160, 90) + arc(0.5, 0.72, 0.3, 0.23, -90, 160)[1:]],
+        4: [[(0.7, 0.95), (0.7, 0.05), (0.1, 0.65), (0.9, 0.65)]],
+        5: [[(0.8, 0.05), (0.3, 0.05), (0.25, 0.45)] + arc(0.48, 0.68, 0.32, 0.27, -140, 150)],
+        6: [curve((0.75, 0.05), (0.2, 0.2), (0.2, 0.7)) + arc(0.5, 0.7, 0.3, 0.25, 180, 540)],
+        7: [[(0.12, 0.05), (0.88, 0.05), (0.4, 0.95)]],
+        8: [arc(0.5, 0.27, 0.25, 0.22, 90, 450), arc(0.5, 0.71, 0.3, 0.24, -90, 270)],
+        9: [arc(0.5, 0.3, 0.3, 0.25, 0, 360), curve((0.8, 0.3), (0.8, 0.7), (0.65, 0.95))],
+    }[digit]
+    image = Image.new("L", (page, page), 255)
+    draw = ImageDraw.Draw(image)
+    box_w, box_h = 0.4 * page, 0.6 * page
+    for stroke in strokes:
+        points = [(page / 2 + (x - 0.5) * box_w, page / 2 + (y - 0.5) * box_h) for x, y in stroke]
+        draw.line(points, fill=0, width=width, joint="curve" if width > 2 else None)
+    return image

@@ -187,7 +187,7 @@ def test_a_checkpoint_from_before_datasets_is_mnist(checkpoint, tmp_path):
     saved = load_checkpoint(checkpoint)
     del saved["dataset"], saved["normalization"]
     save_checkpoint(tmp_path / "old.pt", saved)
-    assert load_trained(tmp_path / "old.pt")[1:] == ("mnist", MNIST_NORMALIZATION)
+    assert load_trained(tmp_path / "old.pt")[1:3] == ("mnist", MNIST_NORMALIZATION)
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
@@ -205,7 +205,7 @@ def test_predict_and_evaluate_refuse_a_data_set_mismatch(command, fashion_run, t
     assert exit.value.code == 2
     assert capsys.readouterr().err.strip() == (
         f"error: {last} was trained on fashion-mnist, not mnist: use --dataset fashion-mnist, "
-        "or a checkpoint trained on mnist"
+        "or a net trained on mnist"
     )
     # Without --dataset, the checkpoint's data set is used, and its class names are shown.
     extra = ["--output-dir", str(tmp_path)] if command == "evaluate" else []
