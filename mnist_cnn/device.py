@@ -73,6 +73,16 @@ def usable_cores() -> int:
     return max(1, min(cores, TORCH_DEFAULT_THREADS))
 
 
+def quota_binds() -> bool:
+    """Whether a container's CPU quota allows fewer cores than the process may run on."""
+    quota = cgroup_cpu_quota()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return quota is not None and quota < cores
+
+
 def cgroup_cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """The CPU quota, in cores, of this process's cgroup and its parents (the smallest), or None.
     cgroup v2: cpu.max ("max 100000" or "200000 100000"); v1: cpu.cfs_quota_us / cpu.cfs_period_us."""
@@ -170,6 +180,9 @@ class ThreadCount:
         if fixed is None and environment.isdigit() and int(environment) > 0:
             fixed = int(environment)
         self.fixed, self.cores, self.period = fixed, usable_cores(), period
+        # In a container whose CPU quota is below the cores it may run on, /proc/stat shows the
+        # whole host's other tenants, not what competes for the quota: keep the quota's cores.
+        adaptive = adaptive and not quota_binds()
         self.sample = CpuSample.now() if fixed is None and adaptive else None
         self.count, self.changes = fixed or self.cores, 0
         torch.set_num_threads(self.count)

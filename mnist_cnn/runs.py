@@ -89,20 +89,33 @@ def claim_output_dir(output_dir: Path, run_id: str, *, overwrite: bool = False, 
             f"--output-dir {output_dir} holds another run ({found}): pick another folder, continue "
             f"that run with --resume {output_dir / 'last.pt'}, or replace it with --overwrite"
         )
-    if overwrite:
-        for name in (RUN_FILE, *others):
+    if overwrite:  # the other run's files go; in the run's own folder, they are its own and stay
+        for name in (RUN_FILE, *([] if own else others)):
             (output_dir / name).unlink(missing_ok=True)
     record = {"run_id": run_id, "started": datetime.now().isoformat(timespec="seconds"), "pid": os.getpid()}
+    text = json.dumps({**record, "command": sys.argv}, indent=2).encode()
+    tmp = output_dir / f".{RUN_FILE}.{run_id}.tmp"
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: of two runs starting in one folder at once, exactly one gets it.
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        write_atomic(tmp, text)
+        # A hard link appears whole and fails where the name exists: of two runs starting in one
+        # folder at once, exactly one gets it.
+        try:
+            os.link(tmp, marker)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create it exclusively, then fill it
+            with open(marker, "xb") as file:
+                file.write(text)
     except FileExistsError:
         raise MnistCnnError(f"--output-dir {output_dir}: another run started there just now") from None
     except OSError as error:
         raise MnistCnnError(f"--output-dir {output_dir} cannot be written: {error.strerror}") from None
-    with os.fdopen(fd, "w") as file:
-        json.dump({**record, "command": sys.argv}, file, indent=2)
+    except MnistCnnError as error:
+        raise MnistCnnError(f"--output-dir {output_dir} cannot be written ({error})") from None
+    finally:
+        with contextlib.suppress(OSError):  # the folder may be no folder at all
+            tmp.unlink(missing_ok=True)
 
 
 def run_owner(marker: Path) -> str | None:

@@ -30,6 +30,7 @@ from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .metrics import format_test_line
 from .model import MODELS, build_model, count_parameters
 from .runs import (
+    RUN_FILE,
     EpochPosition,
     History,
     claim_output_dir,
@@ -39,6 +40,7 @@ from .runs import (
     new_run_id,
     restore_run,
     resume_config,
+    run_owner,
     run_state,
     save_run,
     stop_signals,
@@ -279,6 +281,8 @@ def _fit(
         on_start, on_epoch, progress = None, None, False
     if output_dir is not None:  # before training, so that no trained epoch is lost to a bad folder
         own = resume is not None and Path(resume).parent.resolve() == output_dir.resolve()
+        if own and "run_id" not in saved and run_owner(output_dir / RUN_FILE) not in (None, "?"):
+            run_id = run_owner(output_dir / RUN_FILE)  # a checkpoint from before run ids, resumed before
         claim_output_dir(output_dir, run_id, overwrite=overwrite, own=own)
     # run(): the run as a checkpoint, as it stands now (history grows in place below).
     run = partial(run_state, run_id, config, normalization, history, model, optimizer, scheduler, generator)

@@ -20,7 +20,6 @@ import json
 import os
 from collections.abc import Callable
 from enum import Enum
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +139,15 @@ def built(name: str, weights: WeightsEnum | str | None, kwargs: dict[str, Any]) 
     return member.load().model
 
 
+def default_weights(dataset: str | None = None) -> WeightsEnum:
+    """The shipped weights predict uses when given no net: the improved net's for dataset (MNIST
+    when none is named); a data set that no shipped net learnt is an MnistCnnError."""
+    for member in ImprovedNetWeights:
+        if member.meta["dataset"] == (dataset or "mnist"):
+            return member
+    raise MnistCnnError(f"no shipped net learnt {dataset}: give a checkpoint trained on it")
+
+
 def get_weights(name: str) -> WeightsEnum:
     """Shipped weights by the name the command lines take: "DEFAULT" (the improved net on
     MNIST), "improved" or "seed" (that net's default), "improved:FASHION_MNIST_V1", or
@@ -155,7 +163,6 @@ def get_weights(name: str) -> WeightsEnum:
         raise MnistCnnError(f"--weights {name!r}: no such weights; there are DEFAULT, {names}") from None
 
 
-@cache
 def read_metadata(path: Path) -> dict[str, Any]:
     """The JSON metadata in a safetensors file's header (the header only: no tensor is read)."""
     from safetensors import safe_open

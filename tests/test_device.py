@@ -90,6 +90,7 @@ class FakeMachine:
     def __init__(self, monkeypatch, cores: int = 2, others: float = 0.0) -> None:
         self.others, self.wall, self.busy, self.since = others, 0.0, 0.0, 1.0
         monkeypatch.setattr(device, "usable_cores", lambda: cores)
+        monkeypatch.setattr(device, "quota_binds", lambda: False)
         monkeypatch.setattr(device.CpuSample, "now", classmethod(lambda cls: self.sample()))
         monkeypatch.setattr(device.time, "monotonic", lambda: self.wall + self.since)
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -148,3 +149,17 @@ def test_fit_leaves_torchs_thread_count_as_it_found_it(mnist_dir, monkeypatch):
     before = torch.get_num_threads()
     fit(TrainConfig(data_dir=str(mnist_dir), batch_size=64))
     assert torch.get_num_threads() == before
+
+
+def test_under_a_container_quota_the_count_is_the_quotas_and_does_not_adapt(monkeypatch):
+    # /proc/stat would show the whole 64-core host's other tenants, not what competes for the quota.
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(device, "cgroup_cpu_quota", lambda: 2.5)
+    monkeypatch.setattr(device, "TORCH_DEFAULT_THREADS", 64)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        threads = ThreadCount(None)
+        assert not threads.auto and threads.count == 2 and threads.adapt(force=True) == 2
+    finally:
+        torch.set_num_threads(before)

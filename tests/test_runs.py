@@ -198,3 +198,34 @@ def test_without_matplotlib_the_last_line_does_not_promise_curves(mnist_dir, tmp
     main(["--data-dir", str(mnist_dir), "--output-dir", str(tmp_path / "run"), "--no-progress"])
     last_line = capsys.readouterr().out.splitlines()[-1]
     assert last_line.startswith("Metrics (no curves") and "curves.png" not in os.listdir(tmp_path / "run")
+
+
+def test_overwrite_in_the_runs_own_folder_keeps_its_checkpoints(tmp_path):
+    claim_output_dir(tmp_path, "old")
+    (tmp_path / "best.pt").write_bytes(b"the best epoch")
+    claim_output_dir(tmp_path, "new", overwrite=True, own=True)
+    assert (tmp_path / "best.pt").read_bytes() == b"the best epoch" and run_owner(
+        tmp_path / RUN_FILE
+    ) == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", RUN_FILE]  # no temporary file left
+
+
+def test_a_checkpoint_from_before_run_ids_can_be_resumed_again_after_a_failed_resume(mnist_dir, tmp_path):
+    config = TrainConfig(
+        data_dir=str(mnist_dir), batch_size=64, epochs=2, save_model=True, output_dir=str(tmp_path)
+    )
+    with pytest.raises(StopAfterFirstEpoch):
+        fit(config, on_epoch=stop_after_first_epoch)
+    last = tmp_path / "last.pt"
+    old = load_checkpoint(last)
+    del old["run_id"]
+    save_checkpoint(last, old)
+    (tmp_path / RUN_FILE).unlink()
+
+    def die(run):
+        raise StopAfterFirstEpoch  # the first resume dies before it saves anything
+
+    with pytest.raises(StopAfterFirstEpoch):
+        fit(resume_config(last), resume=last, on_start=die)
+    history = fit(resume_config(last), resume=last)  # not refused as "another run"
+    assert [m["epoch"] for m in history] == [1, 2]

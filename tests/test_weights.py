@@ -106,14 +106,12 @@ def test_damaged_weights_are_one_clear_line(damage, tmp_path, monkeypatch, capfd
     else:
         path.unlink()
     monkeypatch.setattr(weights_module, "WEIGHTS_DIR", folder)
-    weights_module.read_metadata.cache_clear()
     with pytest.raises(MnistCnnError, match=str(path)):
         ImprovedNetWeights.MNIST_V1.load()
     result = run_main(
         "mnist_cnn.predict", ["--weights", "DEFAULT", str(REPO / "docs" / "digits" / "7.png")], capfd
     )
     assert_one_line_error(result, str(path))
-    weights_module.read_metadata.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -127,6 +125,8 @@ def test_damaged_weights_are_one_clear_line(damage, tmp_path, monkeypatch, capfd
             ["model.pt", "--weights", "DEFAULT", "--format", "onnx", "--output", "o"],
             "not both",
         ),
+        ("mnist_cnn.predict", ["--weights", "seed", "model.pt", "x.png"], "not both"),
+        ("mnist_cnn.predict", ["--dataset", "kmnist", "x.png"], "no shipped net learnt kmnist"),
     ],
 )
 def test_bad_weights_names_on_the_command_line_are_one_line(module, args, needle, capfd):
@@ -227,3 +227,17 @@ def test_each_shipped_net_scores_on_the_real_test_set_what_its_metadata_says(wei
     images, labels = load_mnist(folder, False, dataset=trained.dataset, normalization=trained.normalization)
     _, correct, total = evaluate(trained.model, images, labels)
     assert correct / total == weights.meta["metrics"]["test_accuracy"]
+
+
+def test_predict_without_a_checkpoint_takes_the_shipped_net_of_the_data_set_named(tmp_path, capfd):
+    render_digit("3").save(tmp_path / "three.png")
+    result = run_main("mnist_cnn.predict", ["--dataset", "fashion-mnist", str(tmp_path / "three.png")], capfd)
+    assert result.returncode == 0 and "ImprovedNetWeights.FASHION_MNIST_V1" in result.stderr
+
+
+def test_a_weights_file_is_read_afresh_when_it_changes(tmp_path):
+    path = tmp_path / "net.safetensors"
+    shutil.copy(SeedNetWeights.MNIST_V1.path, path)
+    assert isinstance(weights_module.load_weights_file(path).model, Net)
+    shutil.copy(ImprovedNetWeights.MNIST_V1.path, path)  # written over, in the same process
+    assert isinstance(weights_module.load_weights_file(path).model, ImprovedNet)
