@@ -20,7 +20,7 @@ from .data import DATASETS, DIGITS, MNIST_NORMALIZATION, Normalization
 from .device import select_device
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
 from .preprocess import IMAGE_SUFFIXES, image_files, load_image, to_mnist
-from .weights import default_weights, get_weights, open_net
+from .weights import default_weights, open_net
 
 
 @torch.inference_mode()
@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint, images = split_inputs(args.inputs)
     weights = args.weights
     if checkpoint is None and weights is None:
-        weights = default_weights(args.dataset).name
-        weights = f"improved:{weights}"
-        print(f"note: no checkpoint given: reading with the shipped {get_weights(weights)}", file=sys.stderr)
+        default = default_weights(args.dataset)
+        weights = f"improved:{default.name}"
+        print(f"note: no checkpoint given: reading with the shipped {default}", file=sys.stderr)
     trained = open_net(checkpoint, weights, select_device(args.device), args.dataset)
     classes = DATASETS[trained.dataset].classes
     if not 1 <= args.top <= len(classes):  # checked here: the checkpoint's data set sets the classes

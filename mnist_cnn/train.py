@@ -281,8 +281,9 @@ def _fit(
         on_start, on_epoch, progress = None, None, False
     if output_dir is not None:  # before training, so that no trained epoch is lost to a bad folder
         own = resume is not None and Path(resume).parent.resolve() == output_dir.resolve()
-        if own and "run_id" not in saved and run_owner(output_dir / RUN_FILE) not in (None, "?"):
-            run_id = run_owner(output_dir / RUN_FILE)  # a checkpoint from before run ids, resumed before
+        folder_owner = run_owner(output_dir / RUN_FILE)
+        if own and "run_id" not in saved and folder_owner not in (None, "?"):
+            run_id = folder_owner  # a checkpoint from before run ids, resumed once before
         claim_output_dir(output_dir, run_id, overwrite=overwrite, own=own)
     # run(): the run as a checkpoint, as it stands now (history grows in place below).
     run = partial(run_state, run_id, config, normalization, history, model, optimizer, scheduler, generator)
