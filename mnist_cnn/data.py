@@ -249,7 +249,8 @@ def load_mnist(
 
 
 class Splits(NamedTuple):
-    """A data set in memory: both splits normalized by the training split's statistics."""
+    """A data set in memory: both splits normalized by the training split's statistics. With a
+    validation split, test_* hold the validation images (see load_splits)."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -258,13 +259,36 @@ class Splits(NamedTuple):
     normalization: Normalization
 
 
+VAL_SPLIT_SEED = 0  # every run holds out the same images, whatever its --seed, so runs compare
+
+
 def load_splits(
-    root: str | os.PathLike, dataset: str = "mnist", device: torch.device | str = "cpu", cache: bool = True
+    root: str | os.PathLike,
+    dataset: str = "mnist",
+    device: torch.device | str = "cpu",
+    cache: bool = True,
+    val_split: int = 0,
 ) -> Splits:
     """Both splits of dataset on device, normalized by the training split's (mean, std).
-    cache: see read_split."""
+    cache: see read_split.
+
+    val_split N > 0 holds out N training images (the last N of a shuffle seeded by
+    VAL_SPLIT_SEED) and returns them in place of the test split, which is not even read: recipes
+    are tuned on them, and the test set stays unseen until the final run. The statistics then
+    come from the images that are left to train on."""
     train_images, train_labels = read_split(root, True, dataset, cache)
-    test_images, test_labels = read_split(root, False, dataset, cache)
+    if val_split:
+        if val_split >= len(train_images):
+            raise MnistCnnError(
+                f"--val-split {val_split} leaves nothing to train on: the training split has "
+                f"{len(train_images):,} images"
+            )
+        order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+        keep, held_out = order[:-val_split].sort().values, order[-val_split:].sort().values
+        test_images, test_labels = train_images[held_out], train_labels[held_out]
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    else:
+        test_images, test_labels = read_split(root, False, dataset, cache)
     train_scaled = train_images.float().div_(255)  # measured and normalized in one float copy
     normalization = scaled_statistics(train_scaled)
     mean, std = normalization

@@ -2,8 +2,9 @@
 set it learnt (MNIST, or another with --dataset at training).
 
 Prints the test loss and accuracy, the accuracy of each class and the confusion matrix; then
-draws the confusion matrix and the most confident mistakes as PNG files (with matplotlib). A
-picture that cannot be written is a note on stderr: the printed report stands.
+draws the confusion matrix and the most confident mistakes as PNG files (with matplotlib), and
+with --explain the class activation maps of the most confident mistakes. A picture that cannot be
+written is a note on stderr: the printed report stands.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DATASETS, load_mnist, resolve_data_dir
+from .data import DATASETS, DIGITS, load_mnist, resolve_data_dir
 from .device import select_device
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
+from .explain import class_activation_maps
 from .metrics import format_test_line
-from .plots import NoMatplotlib, draw_confusion, draw_mistakes
+from .plots import NoMatplotlib, draw_confusion, draw_explained_mistakes, draw_mistakes
 from .weights import open_net
 
 
@@ -77,24 +80,57 @@ def report_text(dataset: str, report: dict) -> str:
     return "\n".join([*lines, "", "Confusion matrix:", confusion_text(report["confusion"])])
 
 
-def draw_pictures(report: dict, images: torch.Tensor, output_dir: Path, mistakes: int) -> list[str]:
-    """Draw confusion.png and, with mistakes > 0 and any to show, mistakes.png (the first mistakes
-    of the report) in output_dir; the paths drawn. A picture that cannot be drawn or written is a
-    note on stderr, not an error: the report it shows is printed by then."""
+class Mistakes(NamedTuple):
+    """Some of a report's mistakes, as the pictures take them."""
+
+    images: torch.Tensor
+    true: list[int]
+    predicted: list[int]
+    probability: list[float]
+
+
+def first_mistakes(report: dict, images: torch.Tensor, n: int) -> Mistakes:
+    """The report's first n mistakes (the most confident), with their images."""
+    shown = report["mistakes"][:n]
+    return Mistakes(
+        images[[m["index"] for m in shown]],
+        [m["true"] for m in shown],
+        [m["predicted"] for m in shown],
+        [m["probability"] for m in shown],
+    )
+
+
+def draw_pictures(
+    report: dict,
+    images: torch.Tensor,
+    output_dir: Path,
+    mistakes: int,
+    explain: int = 0,
+    model: nn.Module | None = None,
+    classes: tuple[str, ...] = DIGITS,
+) -> list[str]:
+    """Draw in output_dir confusion.png; with mistakes > 0 and any to show, mistakes.png (the
+    report's first mistakes); with explain > 0, explain-mistakes.png (model's class maps of the
+    first explain mistakes). The paths drawn. A picture that cannot be drawn or written is a note
+    on stderr, not an error: the report it shows is printed by then."""
     drawn: list[str] = []
-    shown = report["mistakes"][:mistakes]
+    shown = first_mistakes(report, images, mistakes)
+    explained = first_mistakes(report, images, explain)
     try:
         draw_confusion(torch.tensor(report["confusion"]), output_dir / "confusion.png")
         drawn.append(str(output_dir / "confusion.png"))
-        if shown:
-            draw_mistakes(
-                images[[m["index"] for m in shown]],
-                [m["true"] for m in shown],
-                [m["predicted"] for m in shown],
-                [m["probability"] for m in shown],
-                output_dir / "mistakes.png",
-            )
+        if shown.true:
+            draw_mistakes(*shown, output_dir / "mistakes.png")
             drawn.append(str(output_dir / "mistakes.png"))
+        if explained.true:
+            if model is None:
+                raise ValueError("draw_pictures needs the model to explain its mistakes")
+            cams = [class_activation_maps(model, image) for image in explained.images]
+            path = output_dir / "explain-mistakes.png"
+            draw_explained_mistakes(
+                explained.images, explained.true, explained.predicted, cams, classes, path
+            )
+            drawn.append(str(path))
     except NoMatplotlib as error:
         print(f"note: {error}", file=sys.stderr)
     except MnistCnnError as error:  # the folder cannot be made or written
@@ -135,10 +171,19 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="N",
         help="mistakes to draw in mistakes.png; 0 draws none (default: 32)",
     )
+    p.add_argument(
+        "--explain",
+        type=int,
+        default=0,
+        metavar="N",
+        help="draw the class activation maps of the N most confident mistakes in "
+        "explain-mistakes.png: where the net found the class it chose and the true one (default: 0)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = p.parse_args(argv)
-    if args.mistakes < 0:
-        raise MnistCnnError(f"--mistakes must be at least 0, got {args.mistakes}")
+    for flag, n in (("--mistakes", args.mistakes), ("--explain", args.explain)):
+        if n < 0:
+            raise MnistCnnError(f"{flag} must be at least 0, got {n}")
 
     device = select_device(args.device)
     model, dataset, normalization, *_ = open_net(args.checkpoint, args.weights, device, args.dataset)
@@ -149,9 +194,13 @@ def main(argv: list[str] | None = None) -> dict:
     # The report first: a picture that cannot be written must not lose a whole test-set pass.
     print(json.dumps(report, indent=2) if args.json else report_text(dataset, report))
     output_dir = Path(args.output_dir or (Path(args.checkpoint).parent if args.checkpoint else "."))
-    report["pictures"] = draw_pictures(report, images, output_dir, args.mistakes)
+    classes = DATASETS[dataset].classes
+    report["pictures"] = draw_pictures(
+        report, images, output_dir, args.mistakes, args.explain, model, classes
+    )
     if report["pictures"] and not args.json:
-        print(f"\nDrew {' and '.join(report['pictures'])}")
+        *others, last = report["pictures"]
+        print(f"\nDrew {', '.join(others)}{' and ' if others else ''}{last}")
     return report
 
 

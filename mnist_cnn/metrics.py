@@ -10,13 +10,22 @@ from pathlib import Path
 
 from .files import write_atomic
 
+SPLIT_NAMES = {"test": "Test set", "val": "Validation set"}
+
+
+def evaluated_split(metrics: dict) -> str:
+    """Which split an epoch's metrics were measured on: "val" with --val-split, else "test"."""
+    return "val" if "val_accuracy" in metrics else "test"
+
 
 def format_test_line(metrics: dict) -> str:
-    """The per-epoch line of pytorch/examples' mnist/main.py."""
+    """The per-epoch line of pytorch/examples' mnist/main.py (on the validation split with
+    --val-split)."""
+    split = evaluated_split(metrics)
     return (
-        f"Test set: Average loss: {metrics['test_loss']:.4f}, "
-        f"Accuracy: {metrics['test_correct']}/{metrics['test_total']} "
-        f"({100 * metrics['test_accuracy']:.2f}%)"
+        f"{SPLIT_NAMES[split]}: Average loss: {metrics[f'{split}_loss']:.4f}, "
+        f"Accuracy: {metrics[f'{split}_correct']}/{metrics[f'{split}_total']} "
+        f"({100 * metrics[f'{split}_accuracy']:.2f}%)"
     )
 
 

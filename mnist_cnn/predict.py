@@ -8,18 +8,20 @@ python -m mnist_cnn.predict --weights improved:FASHION_MNIST_V1 shoe.jpg
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 
 from .data import DATASETS, DIGITS, MNIST_NORMALIZATION, Normalization
 from .device import select_device
 from .errors import ArgumentParser, MnistCnnError, exit_on_error
-from .preprocess import IMAGE_SUFFIXES, image_files, load_image, to_mnist
+from .preprocess import IMAGE_SUFFIXES, image_files, load_digit
 from .weights import default_weights, open_net
 
 
@@ -55,17 +57,20 @@ def predict_files(
     results, errors = [], []
     for path in image_files(paths):
         try:
-            picture = load_image(path)
-            image = to_mnist(picture, normalization)
-        except MnistCnnError as error:
-            message = str(error)
-            errors.append(message if message.startswith(str(path)) else f"{path}: {message}")
+            picture, image = load_digit(path, normalization)
+        except MnistCnnError as error:  # its message names the file
+            errors.append(str(error))
             continue
-        frames = picture.info.get("frames", 1)
-        notes = [f"{path} has {frames} frames; read the first"] if frames > 1 else []
         guess = predict_digits(model, image[None], top, classes)[0]
-        results.append({"file": str(path), **guess, "notes": notes})
+        results.append({"file": str(path), **guess, "notes": notes_on(picture, str(path))})
     return results, errors
+
+
+def notes_on(picture: Image.Image, name: str) -> list[str]:
+    """What a prediction's "notes" say about a picture load_image read: what the user may not
+    expect (an animated GIF's first frame)."""
+    frames = picture.info.get("frames", 1)
+    return [f"{name} has {frames} frames; read the first"] if frames > 1 else []
 
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
@@ -83,6 +88,43 @@ def split_inputs(inputs: list[str]) -> tuple[str | None, list[str]]:
     return None, inputs
 
 
+def weights_or_default(
+    checkpoint: str | None, weights: str | None, dataset: str | None = None, *, quiet: bool = False
+) -> str | None:
+    """The weights for open_net: weights as given or, when a command was given neither a
+    checkpoint nor weights, the name of the shipped improved net that learnt dataset (MNIST when
+    None), which a note on stderr names unless quiet (for a command that says it otherwise)."""
+    if checkpoint is not None or weights is not None:
+        return weights
+    default = default_weights(dataset)
+    if not quiet:
+        print(f"note: no checkpoint given: reading with the shipped {default}", file=sys.stderr)
+    return f"improved:{default.name}"
+
+
+def add_net_arguments(p: argparse.ArgumentParser, images: str) -> None:
+    """The arguments of the commands that read images with a net (predict, explain): [CHECKPOINT]
+    IMAGE..., --weights, --device and --dataset; images says what the images may be."""
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[CHECKPOINT] IMAGE",
+        help=f"a checkpoint written by training (best.pt), or a .safetensors file, then {images} (any "
+        "format Pillow reads); the shipped improved net when no checkpoint or --weights is given",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="NAME",
+        help="shipped weights instead of a checkpoint: DEFAULT, seed, improved:FASHION_MNIST_V1, ...",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default: cpu)")
+    p.add_argument(
+        "--dataset",
+        choices=list(DATASETS),
+        help="refuse a net trained on another data set (default: take the net's)",
+    )
+
+
 @exit_on_error
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, load the model, print each file's digit; exit 2 if any file was bad."""
@@ -91,24 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Read the handwritten digit in images, with a checkpoint, --weights, or the "
         "shipped improved net when neither is given.",
     )
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="[CHECKPOINT] IMAGE",
-        help="a checkpoint written by training (best.pt), or a .safetensors file, then image files "
-        "(any format Pillow reads) or folders of them",
-    )
-    p.add_argument(
-        "--weights",
-        metavar="NAME",
-        help="shipped weights instead of a checkpoint: DEFAULT, improved:FASHION_MNIST_V1, seed, ...",
-    )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default: cpu)")
-    p.add_argument(
-        "--dataset",
-        choices=list(DATASETS),
-        help="refuse a net trained on another data set (default: take the net's)",
-    )
+    add_net_arguments(p, "image files or folders of them")
     p.add_argument(
         "--top", type=int, default=3, metavar="K", help="show the K likeliest classes (default: 3)"
     )
@@ -116,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     checkpoint, images = split_inputs(args.inputs)
-    weights = args.weights
-    if checkpoint is None and weights is None:
-        default = default_weights(args.dataset)
-        weights = f"improved:{default.name}"
-        print(f"note: no checkpoint given: reading with the shipped {default}", file=sys.stderr)
+    weights = weights_or_default(checkpoint, args.weights, args.dataset)
     trained = open_net(checkpoint, weights, select_device(args.device), args.dataset)
     classes = DATASETS[trained.dataset].classes
     if not 1 <= args.top <= len(classes):  # checked here: the checkpoint's data set sets the classes

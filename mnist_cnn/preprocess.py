@@ -10,8 +10,12 @@ digit is scaled to full strength.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,32 +36,69 @@ TARGET_STROKE = 2.0  # ... to this
 IMAGE_SUFFIXES = {suffix for suffix, _ in Image.registered_extensions().items()}
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open and decode an image file (its first frame); a file that is not a whole, sane image is an
-    MnistCnnError. info["frames"] says how many frames the file holds (an animated GIF: several)."""
-    path = Path(path)
+def load_image(
+    source: str | os.PathLike | bytes,
+    name: str | None = None,
+    max_pixels: int | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> Image.Image:
+    """Open and decode an image (its first frame): a file, or the bytes of one (an upload); an
+    image that is not whole and sane is an MnistCnnError starting with name (by default the
+    path, or "the image"). info["frames"] says how many frames it holds (an animated GIF: several).
+
+    max_pixels refuses bigger images before any pixel is decoded (Pillow's own limit is about
+    89 Mpixel); formats limits the decoders tried (Pillow's names: "PNG", "JPEG", ...).
+    """
+    label = image_name(source, name)
     try:
-        with warnings.catch_warnings():
-            # Pillow's warnings about damaged metadata ("Corrupt EXIF data") are not the user's
-            # business: the pixels still load, or decoding fails below with one clear line.
-            warnings.simplefilter("ignore")
-            # Pillow only warns between its two size limits: treat that as the bomb it may be.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+        with pillow_warnings():
+            opened = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+            with Image.open(opened, formats=formats) as image:
+                # Image.open has read the header only: refuse a huge image before decoding it.
+                if max_pixels is not None and image.width * image.height > max_pixels:
+                    raise MnistCnnError(
+                        f"{label}: {image.width}x{image.height} is too many pixels (at most "
+                        f"{max_pixels:,}; a possible decompression bomb)"
+                    )
                 image.load()
                 copy = image.copy()
                 copy.info["frames"] = getattr(image, "n_frames", 1)
                 return copy
+    except MnistCnnError:
+        raise
     except FileNotFoundError:
-        raise MnistCnnError(f"{path}: no such file") from None
+        raise MnistCnnError(f"{label}: no such file") from None
     except IsADirectoryError:
-        raise MnistCnnError(f"{path}: is a folder, not an image") from None
+        raise MnistCnnError(f"{label}: is a folder, not an image") from None
     except UnidentifiedImageError:
-        raise MnistCnnError(f"{path}: not an image Pillow can read") from None
+        if formats:
+            raise MnistCnnError(f"{label}: not an image in one of the formats {', '.join(formats)}") from None
+        raise MnistCnnError(f"{label}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise MnistCnnError(f"{path}: too many pixels (a possible decompression bomb)") from None
+        raise MnistCnnError(f"{label}: too many pixels (a possible decompression bomb)") from None
     except Exception as error:  # decoders fail in many ways on damaged files
-        raise MnistCnnError(f"{path}: truncated or corrupt image ({first_line(error)})") from None
+        raise MnistCnnError(f"{label}: truncated or corrupt image ({first_line(error)})") from None
+
+
+# warnings.catch_warnings changes the filters of the whole process: two threads inside it at once
+# (the server's workers) would leave each other's filters in place for good. One at a time.
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def pillow_warnings() -> Iterator[None]:
+    """While Pillow reads an image: its warnings about damaged metadata ("Corrupt EXIF data") are
+    not the user's business (the pixels still load, or decoding fails with one clear line), and
+    its warning between its two size limits is taken for the decompression bomb it may be."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def image_name(source: str | os.PathLike | bytes, name: str | None = None) -> str:
+    """What error messages call an image: name, else its path, else "the image" (bytes)."""
+    return name or ("the image" if isinstance(source, bytes) else str(Path(source)))
 
 
 def ink(image: Image.Image) -> np.ndarray:
@@ -66,9 +107,11 @@ def ink(image: Image.Image) -> np.ndarray:
     Transparency, when the picture has any, is the ink: a digit drawn on a clear background.
     Otherwise gray levels are used, inverted when the border (the paper) is lighter than mid-gray.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a damaged EXIF block: Pillow warns, and turns nothing
-        image = ImageOps.exif_transpose(image)  # a phone photo's "this side up"
+    try:
+        with pillow_warnings():
+            image = ImageOps.exif_transpose(image)  # a phone photo's "this side up"
+    except Exception:  # a damaged EXIF block: read the picture as it lies
+        pass
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
         if alpha.min() < 1:
@@ -157,6 +200,36 @@ def to_mnist(image: Image.Image, normalization: Normalization = MNIST_NORMALIZAT
     field = torch.zeros(FIELD, FIELD)
     field[top : top + size[0], left : left + size[1]] = digit
     return normalize(field * 255, normalization)[None]
+
+
+def load_digit(
+    source: str | os.PathLike | bytes,
+    normalization: Normalization = MNIST_NORMALIZATION,
+    name: str | None = None,
+    max_pixels: int | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> tuple[Image.Image, torch.Tensor]:
+    """load_image, then to_mnist: the picture as decoded (its info["frames"] for notes) and the
+    (1, 28, 28) tensor the net reads. Every MnistCnnError starts with the image's name, as
+    load_image's do ("7.png: no digit found: the image is blank"): to_mnist's own messages do not
+    name it, as it is given pixels, not a file."""
+    picture = load_image(source, name, max_pixels, formats)
+    try:
+        return picture, to_mnist(picture, normalization)
+    except MnistCnnError as error:
+        raise MnistCnnError(f"{image_name(source, name)}: {error}") from None
+    except Exception as error:  # a mode Pillow decodes but cannot convert (a LAB TIFF, ...)
+        raise MnistCnnError(
+            f"{image_name(source, name)}: cannot read its pixels ({first_line(error)})"
+        ) from None
+
+
+def to_pixels(image: torch.Tensor, normalization: Normalization = MNIST_NORMALIZATION) -> np.ndarray:
+    """What to_mnist made, (1, 28, 28) normalized, back to the 28x28 uint8 picture the net sees:
+    light ink on black, as MNIST's own images are."""
+    mean, std = normalization
+    field = image[0].detach().cpu().float() * std + mean  # 0..1
+    return field.mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def image_files(paths: list[str | os.PathLike]) -> list[Path]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -30,7 +31,7 @@ from .config import TrainConfig, flag
 from .data import Normalization, epoch_order
 from .errors import MnistCnnError, TrainingInterrupted, command_name, first_line
 from .files import write_atomic
-from .metrics import write_metrics
+from .metrics import evaluated_split, write_metrics
 from .plots import NoMatplotlib, draw_curves
 
 History = list[dict]
@@ -141,15 +142,21 @@ def run_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
+    ema: AveragedModel | None = None,
     position: EpochPosition | None = None,
     threads: int | None = None,
 ) -> dict:
     """A resumable checkpoint of the run as it stands: after len(history) epochs, and position
-    into the next one when it stopped part-way; threads: the CPU thread count it ran with."""
+    into the next one when it stopped part-way; threads: the CPU thread count it ran with.
+
+    model_state is the net the run reports and users load: with --ema, the average. The weights
+    that train on are then train_state."""
+    averaged = {} if ema is None else {"train_state": model.state_dict(), "ema_updates": int(ema.n_averaged)}
     return {
         "model": config.model,
         "model_args": config.model_args,
-        "model_state": model.state_dict(),
+        "model_state": (model if ema is None else ema.module).state_dict(),
+        **averaged,
         "dataset": config.dataset,
         "normalization": normalization,
         "optimizer_state": optimizer.state_dict(),
@@ -170,13 +177,14 @@ def run_state(
 
 def save_run(output_dir: Path, checkpoint: dict, save_model: bool) -> None:
     """After an epoch: metrics.json and metrics.csv; with save_model, last.pt and, when the test
-    accuracy is the best of the run so far, best.pt."""
+    (or, with --val-split, validation) accuracy is the best of the run so far, best.pt."""
     history = checkpoint["history"]
     write_metrics(output_dir, history)
     if not save_model:
         return
     save_checkpoint(output_dir / "last.pt", checkpoint)
-    if history[-1]["test_accuracy"] >= max(m["test_accuracy"] for m in history):
+    accuracy = f"{evaluated_split(history[-1])}_accuracy"
+    if history[-1][accuracy] >= max(m[accuracy] for m in history):
         save_checkpoint(output_dir / "best.pt", checkpoint)
 
 
@@ -216,13 +224,17 @@ def restore_run(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
+    ema: AveragedModel | None = None,
     new_schedule: bool = False,
 ) -> tuple[History, EpochPosition | None]:
     """Put a run saved by run_state back in place; returns its history so far and, when it
     stopped within an epoch, where. new_schedule: the run was extended by --epochs, so scheduler
     (freshly built for the added epochs) starts from its beginning instead of the saved state."""
     try:
-        model.load_state_dict(checkpoint["model_state"])
+        model.load_state_dict(checkpoint.get("train_state", checkpoint["model_state"]))
+        if ema is not None:
+            ema.module.load_state_dict(checkpoint["model_state"])
+            ema.n_averaged.fill_(checkpoint["ema_updates"])
         first_lrs = [group["lr"] for group in optimizer.param_groups]
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         if new_schedule:  # the momentum goes on; the learning rate is the new schedule's

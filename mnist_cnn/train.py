@@ -1,7 +1,8 @@
 """Training: `fit(config) -> history`, one epoch at a time, and the `python -m mnist_cnn.train` CLI.
 
 One step is: index a batch from the in-memory split, forward, NLL loss, backward, SGD step,
-learning-rate step. Nothing else runs per step but a progress-bar update every few batches.
+learning-rate step (and, with --ema, an update of the weights' moving average). Nothing else
+runs per step but a progress-bar update every few batches.
 Under torchrun, each process takes its share of every batch (see distributed.py).
 """
 
@@ -19,9 +20,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
-from .augment import distort, random_distortions
+from .augment import augment_batch
 from .checkpoint import load_checkpoint
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import DATASETS, load_splits, resolve_data_dir
@@ -69,6 +71,10 @@ def train_epoch(
     generator: torch.Generator,
     precision: str = "fp32",
     augment: bool = False,
+    elastic: float = 0.0,
+    erase: float = 0.0,
+    label_smoothing: float = 0.0,
+    ema: AveragedModel | None = None,
     max_batches: int | None = None,
     log_interval: int = 10,
     progress: tqdm | None = None,
@@ -77,7 +83,9 @@ def train_epoch(
 ) -> float:
     """Train one epoch of shuffled mini-batches; returns the mean training loss.
 
-    generator draws the batches' order and, with augment, each image's random distortion.
+    generator draws the batches' order and, with augment, each image's random distortion
+    (elastic and erase: see augment.augment_batch).
+    label_smoothing: see classification_loss. ema, when given, averages the weights after every step.
     position continues an epoch from where it stopped. Every log_interval batches the loss is
     checked (a loss that is no longer finite stops the run with MnistCnnError) and stop is asked
     whether to stop; when it returns a signal number, the epoch stops there with EpochStopped.
@@ -93,16 +101,18 @@ def train_epoch(
     for batch in batches[position.step :]:
         index = distributed.share(batch)  # this process's share of the batch: all of it in one process
         x = images[index]
-        if augment:  # drawn for the whole batch, so that every process's generator stays in step
-            x = distort(x, distributed.share(random_distortions(len(batch), generator)))
+        if augment:
+            x = augment_batch(x, generator, len(batch), distributed.share, elastic, erase)
         with autocast(images.device, precision):
-            loss_sum = F.nll_loss(model(x), labels[index], reduction="sum")
+            loss_sum = classification_loss(model(x), labels[index], label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         # The batch's mean loss. DDP averages the gradients of the world_size processes, so each
         # scales its share's sum by world_size too.
         (loss_sum * (distributed.world_size() / len(batch))).backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         # Summed on the device: no wait for the device but every log_interval batches.
         position.loss_sum += loss_sum.detach()
         position.seen += len(index)
@@ -125,6 +135,25 @@ def train_epoch(
                 raise EpochStopped(position, signal_number)
     loss_sum, seen = epoch_totals(position)
     return loss_sum.item() / max(seen, 1)
+
+
+def classification_loss(
+    log_probs: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """The summed NLL loss of a batch. With label smoothing e, each target is 1 - e on its class
+    and e spread evenly over all ten, so the net is not pushed towards ever more confident
+    answers (Szegedy et al. 2016): (1 - e) NLL + e (mean over classes of -log p)."""
+    loss = F.nll_loss(log_probs, labels, reduction="sum")
+    if label_smoothing:
+        loss = (1 - label_smoothing) * loss - label_smoothing * log_probs.mean(dim=1).sum()
+    return loss
+
+
+def exponential_average(model: nn.Module, decay: float) -> AveragedModel:
+    """A copy of model whose weights (and BatchNorm statistics) follow an exponential moving
+    average of model's, updated after every step: it smooths out the last steps' noise, and
+    usually tests better than the weights themselves (Polyak averaging)."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def epoch_totals(position: EpochPosition) -> tuple[torch.Tensor, int]:
@@ -218,7 +247,8 @@ def fit(
     metrics as soon as they are known; progress shows a tqdm bar per epoch. resume continues the
     run saved in a checkpoint (see resume_config): on CPU the result is bitwise the same as an
     uninterrupted run's. With config.output_dir, metrics and curves are written there; with
-    config.save_model, checkpoints too. Before training, the run claims its output folder: one
+    config.save_model, checkpoints too. With config.val_split, the held-out training images stand
+    in for the test set, which is not read (see data.load_splits), and the metrics say "val_". Before training, the run claims its output folder: one
     that holds another run is refused, unless overwrite (which removes that run's files). A dry
     run writes nothing. config.threads None fits torch's CPU threads to the cores that other
     processes leave free (see device.ThreadCount).
@@ -253,7 +283,9 @@ def _fit(
         model = model.to(memory_format=torch.channels_last)
 
     with distributed.main_process_first():  # one download, not one a process
-        splits = load_splits(resolve_data_dir(config.data_dir), config.dataset, device, config.cache)
+        splits = load_splits(
+            resolve_data_dir(config.data_dir), config.dataset, device, config.cache, config.val_split
+        )
     train_images, train_labels, test_images, test_labels, normalization = splits
     if config.channels_last:
         train_images = train_images.contiguous(memory_format=torch.channels_last)
@@ -262,6 +294,9 @@ def _fit(
 
     steps_per_epoch = -(-len(train_images) // config.batch_size)
     optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
+    ema = exponential_average(model, config.ema) if config.ema else None
+    evaluated = model if ema is None else ema.module  # the net the run reports and saves
+    split = "val" if config.val_split else "test"  # what test_images hold (see load_splits)
     history: History = []
     position = None  # where a resumed run stopped within an epoch
     run_id = new_run_id()
@@ -269,7 +304,7 @@ def _fit(
         saved = load_checkpoint(resume)
         run_id = saved.get("run_id", run_id)  # checkpoints from before run.json have none
         new_schedule = saved["config"].get("schedule_start", 0) != config.schedule_start
-        history, position = restore_run(saved, model, optimizer, scheduler, generator, new_schedule)
+        history, position = restore_run(saved, model, optimizer, scheduler, generator, ema, new_schedule)
     net = distributed.wrap(model, device)  # what trains; model is the net itself, for saving
     max_batches = 1 if config.dry_run else None
     output_dir = Path(config.output_dir) if config.output_dir else None
@@ -286,7 +321,9 @@ def _fit(
             run_id = folder_owner  # a checkpoint from before run ids, resumed once before
         claim_output_dir(output_dir, run_id, overwrite=overwrite, own=own)
     # run(): the run as a checkpoint, as it stands now (history grows in place below).
-    run = partial(run_state, run_id, config, normalization, history, model, optimizer, scheduler, generator)
+    run = partial(
+        run_state, run_id, config, normalization, history, model, optimizer, scheduler, generator, ema
+    )
     if resume is not None and saved.get("threads"):
         threads.resume_at(saved["threads"])  # a resumed run goes on with the count it had
     else:
@@ -303,6 +340,11 @@ def _fit(
                 "threads": threads.describe(),
             }
         )
+
+    def average_buffers() -> None:
+        """Under torchrun, make the processes' BatchNorm statistics (and their averages) agree."""
+        for net in (model, evaluated) if ema is not None else (model,):
+            distributed.average_buffers(net)
 
     def check() -> int | None:
         """Every --log-interval batches: fit the thread count to the machine, then say whether a
@@ -326,6 +368,10 @@ def _fit(
                     generator=generator,
                     precision=config.precision,
                     augment=config.augment,
+                    elastic=config.elastic,
+                    erase=config.erase,
+                    label_smoothing=config.label_smoothing,
+                    ema=ema,
                     max_batches=max_batches,
                     log_interval=config.log_interval,
                     progress=bar,
@@ -333,17 +379,17 @@ def _fit(
                     stop=check,
                 )
             except EpochStopped as stopped:
-                distributed.average_buffers(model)  # every process stopped here; rank 0 saves for all
+                average_buffers()  # every process stopped here; rank 0 saves for all
                 stopped_run = run(position=stopped.position, threads=threads.count)
                 raise interrupted(output_dir, stopped_run, stopped.signal_number) from None
             finally:
                 if bar is not None:
                     bar.close()
             train_seconds = time.perf_counter() - start
-            distributed.average_buffers(model)
+            average_buffers()
             start = time.perf_counter()
             test_loss, correct, total = evaluate(
-                model,
+                evaluated,
                 test_images,
                 test_labels,
                 batch_size=config.test_batch_size,
@@ -354,13 +400,13 @@ def _fit(
                 {
                     "epoch": epoch,
                     "train_loss": train_loss,
-                    "test_loss": test_loss,
-                    "test_correct": correct,
-                    "test_total": total,
-                    "test_accuracy": correct / total,
+                    f"{split}_loss": test_loss,
+                    f"{split}_correct": correct,
+                    f"{split}_total": total,
+                    f"{split}_accuracy": correct / total,
                     "lr": position.lr,
                     "train_seconds": train_seconds,
-                    "test_seconds": time.perf_counter() - start,
+                    f"{split}_seconds": time.perf_counter() - start,
                     "threads": threads.count,  # at the epoch's end
                     "thread_changes": threads.take_changes(),  # during the epoch
                 }
@@ -463,6 +509,37 @@ def parse_args(argv: list[str] | None = None) -> Command:
         "--augment",
         action=argparse.BooleanOptionalAction,
         help="random rotation, shift and scale (default: off)",
+    )
+    add(
+        "--elastic",
+        type=float,
+        metavar="PX",
+        help="with --augment: an elastic distortion too, moving pixels about PX pixels (default: off)",
+    )
+    add(
+        "--erase",
+        type=float,
+        metavar="P",
+        help="with --augment: erase a random patch of an image with probability P (default: off)",
+    )
+    add(
+        "--label-smoothing",
+        type=float,
+        metavar="E",
+        help=f"spread E of each target over all classes (default: {d.label_smoothing})",
+    )
+    add(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="evaluate and save an exponential moving average of the weights, e.g. 0.999 (default: off)",
+    )
+    add(
+        "--val-split",
+        type=int,
+        metavar="N",
+        help="hold out N training images and report on them instead of the test set, to tune a "
+        "recipe without looking at the test set (default: 0, off)",
     )
     add("--seed", type=int, metavar="S", help=f"random seed; fixes the run on CPU (default: {d.seed})")
     add("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto: CUDA, then MPS, else CPU)")

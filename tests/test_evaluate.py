@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mnist_cnn import Net
-from mnist_cnn.evaluate import confusion_text, draw_pictures, evaluation_report
+from mnist_cnn.evaluate import confusion_text, draw_pictures, evaluation_report, first_mistakes
 
 from .test_cli import assert_one_line_error, run
 from .test_reliability import EVALUATE, run_main
@@ -55,11 +55,61 @@ def test_evaluate_missing_checkpoint_is_one_line(tmp_path):
     assert_one_line_error(run(str(tmp_path / "nope.pt"), module="mnist_cnn.evaluate"), "nope.pt")
 
 
-def test_negative_mistakes_is_a_one_line_error(checkpoint, mnist_dir, tmp_path, capfd):
-    args = [str(checkpoint), "--data-dir", str(mnist_dir), "--output-dir", str(tmp_path), "--device", "cpu"]
-    result = run_main(EVALUATE, [*args, "--mistakes", "-3"], capfd)
-    assert_one_line_error(result, "--mistakes")
-    assert result.stdout == ""
+def seed_net_args(mnist_dir, output_dir) -> list[str]:
+    """evaluate's flags for the shipped seed net on the synthetic data."""
+    return [
+        "--weights",
+        "seed",
+        "--data-dir",
+        str(mnist_dir),
+        "--output-dir",
+        str(output_dir),
+        "--device",
+        "cpu",
+    ]
+
+
+@pytest.mark.parametrize("flag", ["--mistakes", "--explain"])
+def test_a_negative_number_of_pictured_mistakes_is_a_one_line_error(flag, mnist_dir, tmp_path, capfd):
+    args = seed_net_args(mnist_dir, tmp_path)
+    result = run_main(EVALUATE, [*args, flag, "-3"], capfd)
+    assert_one_line_error(result, f"{flag} must be at least 0, got -3")
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_draw_pictures_explains_the_first_mistakes(tmp_path):
+    pytest.importorskip("matplotlib")
+    mistakes = [{"index": i, "true": 1, "predicted": 7, "probability": 0.9} for i in (4, 2, 0)]
+    report = {"confusion": torch.eye(10, dtype=torch.long).tolist(), "mistakes": mistakes}
+    drawn = draw_pictures(report, torch.randn(5, 1, 28, 28), tmp_path, 0, explain=2, model=Net())
+    assert drawn == [str(tmp_path / name) for name in ("confusion.png", "explain-mistakes.png")]
+    assert all(Path(path).read_bytes()[:4] == b"\x89PNG" for path in drawn)
+
+
+def test_the_shared_mistakes_are_the_reports_first(tmp_path):
+    mistakes = [{"index": i, "true": i, "predicted": 9 - i, "probability": 1 / (i + 2)} for i in (3, 1, 2)]
+    images = torch.arange(5.0)[:, None, None, None].expand(5, 1, 28, 28)
+    shown = first_mistakes({"mistakes": mistakes}, images, 2)
+    assert shown.images[:, 0, 0, 0].tolist() == [3.0, 1.0]
+    assert (shown.true, shown.predicted, shown.probability) == ([3, 1], [6, 8], [0.2, 1 / 3])
+    assert first_mistakes({"mistakes": mistakes}, images, 0).images.shape == (0, 1, 28, 28)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_explain_draws_the_class_maps_of_the_most_confident_mistakes(mnist_dir, tmp_path, capfd, as_json):
+    """The shipped seed net, on synthetic bars that are no digits: plenty of mistakes."""
+    pytest.importorskip("matplotlib")
+    args = seed_net_args(mnist_dir, tmp_path)
+    result = run_main(
+        EVALUATE, [*args, "--mistakes", "4", "--explain", "6"] + (["--json"] if as_json else []), capfd
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    pictures = [str(tmp_path / name) for name in ("confusion.png", "mistakes.png", "explain-mistakes.png")]
+    if as_json:
+        assert len(json.loads(result.stdout)["mistakes"]) >= 6
+    else:
+        assert f"Drew {pictures[0]}, {pictures[1]} and {pictures[2]}\n" in result.stdout
+    assert all(Path(path).read_bytes()[:4] == b"\x89PNG" for path in pictures)
 
 
 def test_zero_mistakes_draws_only_the_confusion_matrix(checkpoint, mnist_dir, tmp_path, capfd):

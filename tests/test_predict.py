@@ -2,9 +2,10 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
-from mnist_cnn import Net, load_model
-from mnist_cnn.predict import main, predict_digits, predict_files
+from mnist_cnn import ImprovedNetWeights, MnistCnnError, Net, load_model
+from mnist_cnn.predict import main, predict_digits, predict_files, weights_or_default
 
 from .conftest import render_digit
 from .test_cli import assert_one_line_error, run
@@ -91,3 +92,33 @@ def test_predict_says_which_frame_of_an_animated_gif_it_read(checkpoint, tmp_pat
     assert main([str(checkpoint), gif, str(tmp_path / "still.gif"), "--json"]) == 0
     predictions = json.loads(capsys.readouterr().out)["predictions"]
     assert [p["notes"] for p in predictions] == [[f"{gif} has 5 frames; read the first"], []]
+
+
+def test_a_blank_picture_is_an_error_that_names_its_file(tmp_path):
+    Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
+    results, errors = predict_files(ImprovedNetWeights.DEFAULT.load().model, [tmp_path / "blank.png"])
+    assert not results and errors == [f"{tmp_path / 'blank.png'}: no digit found: the image is blank"]
+
+
+def test_no_net_given_means_the_shipped_improved_net_named_in_a_note(capsys):
+    """What predict, explain and serve open when given neither a checkpoint nor --weights."""
+    note = "note: no checkpoint given: reading with the shipped ImprovedNetWeights.MNIST_V1\n"
+    assert weights_or_default(None, None) == "improved:MNIST_V1" and capsys.readouterr().err == note
+    assert weights_or_default(None, None, "fashion-mnist", quiet=True) == "improved:FASHION_MNIST_V1"
+    assert weights_or_default("best.pt", None) is None and weights_or_default(None, "seed") == "seed"
+    assert capsys.readouterr().err == ""  # quiet, or a net was given
+
+
+def test_a_damaged_exif_block_or_a_mode_without_gray_is_read_or_one_line(tmp_path):
+    """A truncated EXIF block is ignored (the picture is read as it lies); a LAB TIFF, which
+    Pillow decodes but cannot turn gray, is one error naming the file, never a traceback."""
+    from mnist_cnn.preprocess import load_digit
+
+    digit = render_digit("7")
+    exif = tmp_path / "exif.png"
+    digit.save(exif, exif=b"MM\x00*\x00\x00\x00\x08\x00")
+    assert load_digit(exif)[1].shape == (1, 28, 28)
+    lab = tmp_path / "lab.tif"
+    digit.convert("RGB").convert("LAB").save(lab)
+    with pytest.raises(MnistCnnError, match=r"^.*lab\.tif: cannot read its pixels"):
+        load_digit(lab)

@@ -177,3 +177,21 @@ def test_pillow_warnings_about_damaged_files_do_not_reach_the_user(tmp_path, exi
         with pytest.raises(MnistCnnError, match="cut.tif"):
             load_image(tmp_path / "cut.tif")
     assert [str(w.message) for w in caught] == []
+
+
+def test_threads_reading_images_at_once_leave_the_warning_filters_as_they_were(tmp_path):
+    """The server's workers read images side by side; warnings.catch_warnings is process-wide, so
+    overlapping ones would leave Pillow's 'ignore everything' filter behind for good."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mnist_cnn.preprocess import load_digit
+
+    from .conftest import render_digit
+
+    path = tmp_path / "seven.png"
+    render_digit("7").save(path)
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: load_digit(path), range(200)))
+    assert warnings.filters == before

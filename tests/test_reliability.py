@@ -470,11 +470,11 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(mnist_dir, 
     def poison_after_epoch_1(metrics):
         poisoned.append(metrics["epoch"])
 
-    real_distort = train_module.distort
+    real_augment = train_module.augment_batch
     monkeypatch.setattr(
         train_module,
-        "distort",
-        lambda x, theta: real_distort(x, theta) * (float("nan") if poisoned else 1.0),
+        "augment_batch",
+        lambda *args: real_augment(*args) * (float("nan") if poisoned else 1.0),
     )
     config = TrainConfig(
         data_dir=str(mnist_dir),

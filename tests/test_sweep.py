@@ -30,7 +30,7 @@ def sweep(script: str, args: list[str], out: Path) -> dict:
     "script, args",
     [
         ("accuracy.py", ["--seeds", "1", "2", "3"]),
-        ("ablation.py", ["--epochs", "1", "--seeds", "1", "2"]),
+        ("ablation.py", ["--epochs", "1", "--seeds", "1", "2", "--rows", "1", "6", "7", "--val-split", "64"]),
     ],
 )
 def test_parallel_jobs_give_the_results_of_one_after_another(script, args, mnist_dir, tmp_path):
@@ -40,8 +40,10 @@ def test_parallel_jobs_give_the_results_of_one_after_another(script, args, mnist
     if script == "accuracy.py":
         assert together["accuracy"] == alone["accuracy"] and len(alone["accuracy"]) == 3
     else:
-        rows = alone["rows"]
-        assert len(rows) == 6 and all(together["rows"][n]["accuracy"] == rows[n]["accuracy"] for n in rows)
+        rows = alone["rows"]  # three rows, each trained with a validation split and without
+        assert sorted(name.split(":")[0] for name in rows) == ["test"] * 3 + ["val"] * 3
+        assert all(together["rows"][n]["accuracy"] == rows[n]["accuracy"] for n in rows)
+        assert {rows[n]["config"]["val_split"] for n in rows} == {0, 64}
     assert together["wall_seconds"] > 0
 
 
