@@ -32,10 +32,8 @@ def augment_batch(
     for the whole batch, so each process's generator stays in step, and share picks its part.
     """
     n = len(images) if n is None else n
-    displacement = random_displacements(n, images.shape[-1], generator, elastic) if elastic else None
-    images = distort(
-        images, share(random_distortions(n, generator)), share(displacement) if elastic else None
-    )
+    displacement = share(random_displacements(n, images.shape[-1], generator, elastic)) if elastic else None
+    images = distort(images, share(random_distortions(n, generator)), displacement)
     if erase:
         images = erase_patches(images, share(random_patches(n, generator, erase)))
     return images
@@ -75,8 +73,8 @@ def random_distortions(
 
 def random_displacements(n: int, size: int, generator: torch.Generator, alpha: float) -> torch.Tensor:
     """n smooth random displacement fields (n, size, size, 2) for `distort`, moving pixels alpha
-    pixels (root mean square, away from the edges) each way: uniform noise blurred by a Gaussian of ELASTIC_SIGMA pixels
-    (Simard et al. 2003's elastic distortion), scaled to that size."""
+    pixels (root mean square, away from the edges) each way: uniform noise blurred by a Gaussian
+    of ELASTIC_SIGMA pixels (Simard et al. 2003's elastic distortion), scaled to that size."""
     noise = torch.rand(n * 2, 1, size, size, generator=generator) * 2 - 1
     radius = int(2 * ELASTIC_SIGMA)
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)

@@ -86,6 +86,7 @@ class TrainedModel(NamedTuple):
     normalization: Normalization  # the (mean, std) its inputs were normalized with
     name: str = "seed"  # the model's name for build_model ...
     args: dict = {}  # ... and its constructor arguments
+    test_accuracy: float | None = None  # as recorded with it (its run's last epoch), when it was
 
 
 def load_trained(
@@ -112,7 +113,9 @@ def load_trained(
         model.load_state_dict(checkpoint["model_state"])
     except (RuntimeError, TypeError, AttributeError) as error:
         raise MnistCnnError(f"{path} does not fit the {name!r} model: {first_line(error)}") from None
-    return TrainedModel(model.to(device).eval(), trained_on, (mean, std), name, args)
+    last_epoch = (checkpoint.get("history") or [{}])[-1]  # a --val-split run records no test accuracy
+    accuracy = last_epoch.get("test_accuracy") if isinstance(last_epoch, dict) else None
+    return TrainedModel(model.to(device).eval(), trained_on, (mean, std), name, args, accuracy)
 
 
 def check_dataset(source: str | os.PathLike, trained_on: str, dataset: str | None) -> None:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,17 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def this_thread_only(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """hook, called only for passes run by the thread that made it: a server's workers share one
+    net, and another thread's image must not land in this one's maps."""
+    caller = threading.get_ident()
+
+    def filtered(*args: Any) -> Any:
+        return hook(*args) if threading.get_ident() == caller else None
+
+    return filtered
+
+
 @contextmanager
 def hooked_layers(model: nn.Module, hook: LayerHook) -> Iterator[None]:
     """Call hook after each leaf module runs, with the name torchsummary gives that layer: its
@@ -61,11 +72,9 @@ def hooked_layers(model: nn.Module, hook: LayerHook) -> Iterator[None]:
     # torchsummary hooks every module that is not a container; in these nets those are the leaves.
     leaves = [m for m in model.modules() if next(m.children(), None) is None and m is not model]
     calls = count(1)
-    caller = threading.get_ident()
 
+    @this_thread_only
     def named_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        if threading.get_ident() != caller:  # another thread's image (a server's workers share a net)
-            return None
         return hook(f"{type(module).__name__}-{next(calls)}", module, output)
 
     handles = [leaf.register_forward_hook(named_hook) for leaf in leaves]
@@ -157,11 +166,10 @@ class ClassActivationMaps:
 def class_activation_maps(model: nn.Module, image: torch.Tensor) -> ClassActivationMaps:
     """The class maps of one image (1, H, W) and the net's log-probabilities, on the CPU."""
     captured: list[torch.Tensor] = []
-    caller = threading.get_ident()
 
+    @this_thread_only
     def keep(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        if threading.get_ident() == caller:  # not another thread's image (a server's workers share a net)
-            captured.append(inputs[0][0].detach().clone().cpu())
+        captured.append(inputs[0][0].detach().clone().cpu())
 
     handle = global_pool(model).register_forward_pre_hook(keep)
     try:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import TrainedModel, load_checkpoint
+from .checkpoint import TrainedModel
 from .data import DATASETS
 from .device import select_device
 from .errors import ArgumentParser, MnistCnnError, command_name, exit_on_error
@@ -49,7 +49,7 @@ from .explain import predicted_class_map
 from .model import count_parameters
 from .predict import notes_on, predict_digits, weights_or_default
 from .preprocess import load_digit, to_pixels
-from .weights import get_weights, open_net, read_metadata
+from .weights import get_weights, open_net
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -240,7 +240,7 @@ def clean_name(filename: str | None) -> str | None:
     return name[:100] or None
 
 
-def describe_net(trained: TrainedModel, source: str, test_accuracy: float | None = None) -> dict[str, Any]:
+def describe_net(trained: TrainedModel, source: str) -> dict[str, Any]:
     """What GET /model says: the net's name, where its weights came from, the data set it learnt,
     its parameter count, its test accuracy (when known) and its classes."""
     return {
@@ -248,23 +248,9 @@ def describe_net(trained: TrainedModel, source: str, test_accuracy: float | None
         "weights": source,
         "dataset": trained.dataset,
         "parameters": count_parameters(trained.model),
-        "test_accuracy": test_accuracy,
+        "test_accuracy": trained.test_accuracy,
         "classes": list(DATASETS[trained.dataset].classes),
     }
-
-
-def saved_accuracy(checkpoint: str | None, weights: str | None) -> float | None:
-    """The test accuracy recorded with a net: shipped weights' metadata, a training checkpoint's
-    last epoch (best.pt is saved when its last epoch is the best), or a weights file's metadata;
-    None when it recorded none."""
-    try:
-        if weights is not None:
-            return get_weights(weights).meta["metrics"]["test_accuracy"]
-        if Path(checkpoint).suffix.lower() == ".safetensors":
-            return read_metadata(Path(checkpoint))["metrics"]["test_accuracy"]
-        return load_checkpoint(checkpoint)["history"][-1]["test_accuracy"]
-    except (KeyError, IndexError, TypeError, MnistCnnError):
-        return None
 
 
 def open_served_net(
@@ -275,7 +261,7 @@ def open_served_net(
     weights = weights_or_default(checkpoint, weights, quiet=True)  # the address line names it
     trained = open_net(checkpoint, weights, device)
     source = str(get_weights(weights)) if weights is not None else str(checkpoint)
-    return trained, describe_net(trained, source, saved_accuracy(checkpoint, weights))
+    return trained, describe_net(trained, source)
 
 
 PREDICT_BODY = {  # /docs: what POST /predict takes, which FastAPI cannot see (the route reads the body itself)

@@ -248,9 +248,9 @@ def fit(
     run saved in a checkpoint (see resume_config): on CPU the result is bitwise the same as an
     uninterrupted run's. With config.output_dir, metrics and curves are written there; with
     config.save_model, checkpoints too. With config.val_split, the held-out training images stand
-    in for the test set, which is not read (see data.load_splits), and the metrics say "val_". Before training, the run claims its output folder: one
-    that holds another run is refused, unless overwrite (which removes that run's files). A dry
-    run writes nothing. config.threads None fits torch's CPU threads to the cores that other
+    in for the test set, which is not read (see data.load_splits), and the metrics say "val_".
+    Before training, the run claims its output folder: one that holds another run is refused,
+    unless overwrite (which removes that run's files). A dry run writes nothing. config.threads None fits torch's CPU threads to the cores that other
     processes leave free (see device.ThreadCount).
 
     Started by torchrun, the processes train together (DistributedDataParallel); only rank 0

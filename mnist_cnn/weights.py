@@ -73,10 +73,7 @@ class WeightsEnum(Enum):
         meta = self.meta
         model = build_model(meta["model"], **meta["model_args"])
         model.load_state_dict(self.state_dict())
-        normalization = tuple(meta["normalization"])
-        return TrainedModel(
-            model.to(device).eval(), meta["dataset"], normalization, meta["model"], meta["model_args"]
-        )
+        return trained_from_metadata(model.to(device).eval(), meta)
 
     @classmethod
     def get(cls, name: str | WeightsEnum) -> WeightsEnum:
@@ -221,6 +218,20 @@ def weights_bytes(model: nn.Module, metadata: dict[str, Any]) -> bytes:
     return save(tensors, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
 
 
+def trained_from_metadata(model: nn.Module, meta: dict[str, Any]) -> TrainedModel:
+    """A loaded net with what a weights file's metadata says of it (its test accuracy, when it
+    records one: the shipped files do, export's do not)."""
+    accuracy = meta.get("metrics", {}).get("test_accuracy")
+    return TrainedModel(
+        model,
+        meta["dataset"],
+        tuple(meta["normalization"]),
+        meta["model"],
+        meta.get("model_args", {}),
+        accuracy,
+    )
+
+
 def load_weights_file(path: str | os.PathLike, device: torch.device | str = "cpu") -> TrainedModel:
     """A net saved as weights_bytes writes it (export --format safetensors), on device, in eval mode."""
     path = Path(path)
@@ -229,9 +240,7 @@ def load_weights_file(path: str | os.PathLike, device: torch.device | str = "cpu
         name, args = meta["model"], meta.get("model_args", {})
         model = build_model(name, **args)
         model.load_state_dict(load_tensors(path.read_bytes(), path))
-        return TrainedModel(
-            model.to(device).eval(), meta["dataset"], tuple(meta["normalization"]), name, args
-        )
+        return trained_from_metadata(model.to(device).eval(), meta)
     except (KeyError, RuntimeError, TypeError, MnistCnnError) as error:
         raise MnistCnnError(f"{path} does not hold a whole mnist-cnn net ({first_line(error)})") from None
 

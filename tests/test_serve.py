@@ -36,7 +36,9 @@ from mnist_cnn.serve import ClientError, Predictor, create_app, is_loopback, mai
 from mnist_cnn.weights import ImprovedNetWeights, net_metadata, weights_bytes
 
 from .conftest import REPO, pen_digit
+from .test_cli import assert_one_line_error
 from .test_imports import HEAVY, TRAINING
+from .test_reliability import run_main
 
 LIMIT = 300_000  # the test app's largest body, in bytes: small, so the tests send little
 
@@ -386,19 +388,16 @@ def test_serving_imports_no_training_machinery():
 # --- The command line --------------------------------------------------------------------------
 
 
-def one_line_error(capsys, argv: list[str]) -> str:
-    """main(argv)'s exit status must be 2, with one line on stderr and no traceback; the line."""
+def one_line_error(capfd, argv: list[str]) -> str:
+    """main(argv), as the console script runs it, must exit with status 2 and one line on stderr,
+    no traceback (see assert_one_line_error); the line. main sets torch's thread count: put back."""
     threads = torch.get_num_threads()
     try:
-        with pytest.raises(SystemExit) as exit:
-            main(argv)
+        result = run_main("mnist_cnn.serve", argv, capfd)
     finally:
         torch.set_num_threads(threads)
-    err = capsys.readouterr().err
-    assert exit.value.code == 2 and "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    assert_one_line_error(result)
+    return result.stderr.strip()
 
 
 @pytest.mark.parametrize(
@@ -422,16 +421,16 @@ def one_line_error(capsys, argv: list[str]) -> str:
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
-def test_bad_flags_are_one_line_errors(capsys, argv, words):
-    assert words in one_line_error(capsys, argv)
+def test_bad_flags_are_one_line_errors(capfd, argv, words):
+    assert words in one_line_error(capfd, argv)
 
 
-def test_a_port_in_use_is_one_line_error(capsys):
+def test_a_port_in_use_is_one_line_error(capfd):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert f"cannot listen on 127.0.0.1 port {port}" in one_line_error(capsys, ["--port", str(port)])
+        assert f"cannot listen on 127.0.0.1 port {port}" in one_line_error(capfd, ["--port", str(port)])
 
 
 def test_another_address_than_loopback_is_served_with_a_warning(capsys, monkeypatch):
