@@ -94,7 +94,16 @@ def load_trained(
 ) -> TrainedModel:
     """The trained net stored in a checkpoint, on device, in eval mode, with the data set it learnt
     and its normalization. With dataset, a checkpoint trained on another data set is refused."""
-    checkpoint = load_checkpoint(path)
+    return trained_from_checkpoint(load_checkpoint(path), path, device, dataset)
+
+
+def trained_from_checkpoint(
+    checkpoint: dict[str, Any],
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    dataset: str | None = None,
+) -> TrainedModel:
+    """load_trained for a checkpoint already read from path (by load_checkpoint)."""
     name = checkpoint.get("model", "seed")
     if name not in MODELS:
         raise MnistCnnError(f"{path} holds an unknown model {name!r}")

@@ -32,6 +32,9 @@ class TrainConfig:
     erase: float = 0.0  # with augment: the probability that an image gets a patch erased
     label_smoothing: float = 0.0  # the share of each target spread evenly over all classes
     ema: float = 0.0  # the decay of an exponential moving average of the weights; 0: none
+    teacher: str | None = None  # a checkpoint whose net's softened answers the run learns from too
+    distill: float = 0.5  # with teacher: the weight of its answers in the loss (the labels': 1 - distill)
+    temperature: float = 4.0  # with teacher: how much both nets' answers are softened
     val_split: int = 0  # hold out this many training images and evaluate on them, not on the test set
     seed: int = 1
     device: str = "auto"  # auto: CUDA, then Apple MPS, else CPU
@@ -68,6 +71,10 @@ class TrainConfig:
             raise MnistCnnError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.ema < 1:
             raise MnistCnnError(f"--ema must be in [0, 1) (0: off), got {self.ema}")
+        if not 0 <= self.distill <= 1:
+            raise MnistCnnError(f"--distill must be in [0, 1], got {self.distill}")
+        if not 0 < self.temperature < math.inf:
+            raise MnistCnnError(f"--temperature must be a number above 0, got {self.temperature}")
         if self.val_split < 0:
             raise MnistCnnError(f"--val-split must be at least 0, got {self.val_split}")
         if self.threads is not None and self.threads < 1:
@@ -105,9 +112,12 @@ IMPROVED_V1: dict[str, Any] = {
 
 # Each model's default training recipe: what differs from TrainConfig's defaults (the seed's).
 # The improved net's 40 epochs were chosen on a validation split (README: Results).
+# The wide net is a teacher for the improved one (train --teacher), trained by the improved net's
+# first recipe.
 RECIPES: dict[str, dict[str, Any]] = {
     "seed": {},
     "improved": {**IMPROVED_V1, "epochs": 40},
+    "wide": IMPROVED_V1,
 }
 
 

@@ -1,8 +1,9 @@
 """Training: `fit(config) -> history`, one epoch at a time, and the `python -m mnist_cnn.train` CLI.
 
-One step is: index a batch from the in-memory split, forward, NLL loss, backward, SGD step,
-learning-rate step (and, with --ema, an update of the weights' moving average). Nothing else
-runs per step but a progress-bar update every few batches.
+One step is: index a batch from the in-memory split, forward, NLL loss (with --teacher, mixed
+with the teacher's softened answers), backward, SGD step, learning-rate step (and, with --ema, an
+update of the weights' moving average). Nothing else runs per step but a progress-bar update
+every few batches.
 Under torchrun, each process takes its share of every batch (see distributed.py).
 """
 
@@ -24,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
 from .augment import augment_batch
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, trained_from_checkpoint
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import DATASETS, load_splits, resolve_data_dir
 from .device import ThreadCount, autocast, cpu_threads, select_device
@@ -74,6 +75,7 @@ def train_epoch(
     elastic: float = 0.0,
     erase: float = 0.0,
     label_smoothing: float = 0.0,
+    teacher: Teacher | None = None,
     ema: AveragedModel | None = None,
     max_batches: int | None = None,
     log_interval: int = 10,
@@ -85,7 +87,8 @@ def train_epoch(
 
     generator draws the batches' order and, with augment, each image's random distortion
     (elastic and erase: see augment.augment_batch).
-    label_smoothing: see classification_loss. ema, when given, averages the weights after every step.
+    label_smoothing: see classification_loss; teacher: see distillation_loss. ema, when given,
+    averages the weights after every step.
     position continues an epoch from where it stopped. Every log_interval batches the loss is
     checked (a loss that is no longer finite stops the run with MnistCnnError) and stop is asked
     whether to stop; when it returns a signal number, the epoch stops there with EpochStopped.
@@ -104,7 +107,13 @@ def train_epoch(
         if augment:
             x = augment_batch(x, generator, len(batch), distributed.share, elastic, erase)
         with autocast(images.device, precision):
-            loss_sum = classification_loss(model(x), labels[index], label_smoothing)
+            output = model(x)
+            loss_sum = classification_loss(output, labels[index], label_smoothing)
+            if teacher is not None:
+                with torch.no_grad():
+                    answers = teacher.model(x)
+                soft_loss_sum = distillation_loss(output, answers, teacher.temperature)
+                loss_sum = (1 - teacher.weight) * loss_sum + teacher.weight * soft_loss_sum
         optimizer.zero_grad(set_to_none=True)
         # The batch's mean loss. DDP averages the gradients of the world_size processes, so each
         # scales its share's sum by world_size too.
@@ -147,6 +156,50 @@ def classification_loss(
     if label_smoothing:
         loss = (1 - label_smoothing) * loss - label_smoothing * log_probs.mean(dim=1).sum()
     return loss
+
+
+class Teacher(NamedTuple):
+    """A trained net the run learns from (train --teacher), and how (see distillation_loss)."""
+
+    model: nn.Module  # in eval mode
+    weight: float  # of its answers in the loss; the labels' is 1 - weight
+    temperature: float
+
+
+def distillation_loss(
+    log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """The summed KL divergence of the student's answers from the teacher's, both softened by
+    temperature T: softened, the teacher's answers say which wrong classes look alike (a 7 a bit
+    like a 1), more than a label can. Times T^2, so that its gradients keep their size as T
+    changes (Hinton et al. 2015, "Distilling the knowledge in a neural network")."""
+    student = F.log_softmax(log_probs.float() / temperature, dim=1)
+    teacher = F.log_softmax(teacher_log_probs.float() / temperature, dim=1)
+    return F.kl_div(student, teacher, reduction="sum", log_target=True) * temperature**2
+
+
+def load_teacher(config: TrainConfig, device: torch.device) -> Teacher | None:
+    """config.teacher's net, on device, ready to teach (None without one). It must have learnt
+    the same data set from the same training split (--val-split): a teacher that saw the images
+    this run validates on would leak them, and the two nets' inputs are normalized alike."""
+    if config.teacher is None:
+        return None
+    try:
+        saved = load_checkpoint(config.teacher)
+    except MnistCnnError as error:
+        raise MnistCnnError(f"--teacher: {error}") from None
+    held_out = saved.get("config", {}).get("val_split", 0)
+    if held_out != config.val_split:
+        raise MnistCnnError(
+            f"--teacher {config.teacher} was trained with --val-split {held_out}, this run has "
+            f"{config.val_split}: train the teacher on the same split"
+        )
+    with torch.random.fork_rng(devices=[]):  # building the net draws weights: not from the run's stream
+        trained = trained_from_checkpoint(saved, config.teacher, device, config.dataset)
+    model = trained.model
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return Teacher(model, config.distill, config.temperature)
 
 
 def exponential_average(model: nn.Module, decay: float) -> AveragedModel:
@@ -281,6 +334,7 @@ def _fit(
     model = build_model(config.model, **config.model_args).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    teacher = load_teacher(config, device)  # before the data: a bad --teacher fails fast
 
     with distributed.main_process_first():  # one download, not one a process
         splits = load_splits(
@@ -371,6 +425,7 @@ def _fit(
                     elastic=config.elastic,
                     erase=config.erase,
                     label_smoothing=config.label_smoothing,
+                    teacher=teacher,
                     ema=ema,
                     max_batches=max_batches,
                     log_interval=config.log_interval,
@@ -533,6 +588,24 @@ def parse_args(argv: list[str] | None = None) -> Command:
         type=float,
         metavar="DECAY",
         help="evaluate and save an exponential moving average of the weights, e.g. 0.999 (default: off)",
+    )
+    add(
+        "--teacher",
+        metavar="CHECKPOINT",
+        help="learn from the answers of the net in CHECKPOINT too (knowledge distillation), e.g. "
+        "one trained with --model wide (default: none)",
+    )
+    add(
+        "--distill",
+        type=float,
+        metavar="W",
+        help=f"with --teacher: the weight of its answers in the loss, the labels' is 1 - W (default: {d.distill})",
+    )
+    add(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help=f"with --teacher: soften both nets' answers by T (default: {d.temperature})",
     )
     add(
         "--val-split",

@@ -254,7 +254,7 @@ def test_with_no_net_given_the_shipped_improved_net_explains_and_says_so(tmp_pat
     pytest.importorskip("matplotlib")
     result = run_main(EXPLAIN, [str(FOUR), "--output", str(tmp_path / "new" / "x.png")], capfd)
     assert result.returncode == 0, result.stderr
-    note = "note: no checkpoint given: reading with the shipped ImprovedNetWeights.MNIST_V1\n"
+    note = "note: no checkpoint given: reading with the shipped ImprovedNetWeights.MNIST_V2\n"
     assert result.stderr == note
     assert_png(tmp_path / "new" / "x.png")
 

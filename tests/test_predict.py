@@ -102,8 +102,8 @@ def test_a_blank_picture_is_an_error_that_names_its_file(tmp_path):
 
 def test_no_net_given_means_the_shipped_improved_net_named_in_a_note(capsys):
     """What predict, explain and serve open when given neither a checkpoint nor --weights."""
-    note = "note: no checkpoint given: reading with the shipped ImprovedNetWeights.MNIST_V1\n"
-    assert weights_or_default(None, None) == "improved:MNIST_V1" and capsys.readouterr().err == note
+    note = "note: no checkpoint given: reading with the shipped ImprovedNetWeights.MNIST_V2\n"
+    assert weights_or_default(None, None) == "improved:MNIST_V2" and capsys.readouterr().err == note
     assert weights_or_default(None, None, "fashion-mnist", quiet=True) == "improved:FASHION_MNIST_V1"
     assert weights_or_default("best.pt", None) is None and weights_or_default(None, "seed") == "seed"
     assert capsys.readouterr().err == ""  # quiet, or a net was given

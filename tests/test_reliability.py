@@ -203,6 +203,9 @@ CASES = {
             (["--device", "toaster"], "--device"),
             (["--device", "cuda:7"], "--device"),
             (["--precision", "fp8"], "--precision"),
+            (["--teacher", "nowhere.pt"], "--teacher: checkpoint nowhere.pt does not exist"),
+            (["--distill", "2"], "--distill"),
+            (["--temperature", "0"], "--temperature"),
             (["--frobnicate"], "--frobnicate"),
         ]
     },

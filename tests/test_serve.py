@@ -319,10 +319,10 @@ def test_health_and_model(client):
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/model").json() == {
         "name": "improved",
-        "weights": "ImprovedNetWeights.MNIST_V1",
+        "weights": "ImprovedNetWeights.MNIST_V2",
         "dataset": "mnist",
         "parameters": 8880,
-        "test_accuracy": 0.9954,
+        "test_accuracy": 0.9958,
         "classes": list("0123456789"),
     }
 
@@ -450,7 +450,7 @@ def test_another_address_than_loopback_is_served_with_a_warning(capsys, monkeypa
     finally:
         torch.set_num_threads(threads)
     out, err = capsys.readouterr()
-    assert out.endswith(": serving ImprovedNetWeights.MNIST_V1 at http://0.0.0.0:8000 (Ctrl-C stops it)\n")
+    assert out.endswith(": serving ImprovedNetWeights.MNIST_V2 at http://0.0.0.0:8000 (Ctrl-C stops it)\n")
     assert len(out.splitlines()) == 1
     warning, stopped = err.splitlines()
     assert warning.startswith("warning: ") and "0.0.0.0, which other machines can reach" in warning

@@ -57,13 +57,13 @@ def test_shipped_weights_load_through_safetensors_and_say_what_they_are(weights,
 def test_builders_take_weights_the_torchvision_way():
     model = improved_net(weights="DEFAULT")
     assert isinstance(model, ImprovedNet) and not model.training
-    reference = ImprovedNetWeights.MNIST_V1.state_dict()
+    reference = ImprovedNetWeights.MNIST_V2.state_dict()
     assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
-    assert ImprovedNetWeights.DEFAULT is ImprovedNetWeights.MNIST_V1
+    assert ImprovedNetWeights.DEFAULT is ImprovedNetWeights.MNIST_V2
     assert not seed_net(weights=SeedNetWeights.MNIST_V1).training
     assert seed_net().training and isinstance(Net(), Net) and isinstance(build_model("seed"), Net)
-    with pytest.raises(MnistCnnError, match="there are MNIST_V1, FASHION_MNIST_V1, DEFAULT"):
-        improved_net(weights="MNIST_V2")
+    with pytest.raises(MnistCnnError, match="there are MNIST_V1, FASHION_MNIST_V1, MNIST_V2, DEFAULT"):
+        improved_net(weights="MNIST_V3")
     with pytest.raises(MnistCnnError, match="dropout"):
         improved_net(weights="DEFAULT", dropout=0.5)
 
@@ -82,7 +82,8 @@ def test_transforms_are_the_preprocessing_predict_uses(tmp_path):
 @pytest.mark.parametrize(
     "name, member",
     [
-        ("DEFAULT", ImprovedNetWeights.MNIST_V1),
+        ("DEFAULT", ImprovedNetWeights.MNIST_V2),
+        ("improved", ImprovedNetWeights.MNIST_V2),
         ("seed", SeedNetWeights.MNIST_V1),
         ("improved:FASHION_MNIST_V1", ImprovedNetWeights.FASHION_MNIST_V1),
         ("ImprovedNetWeights.MNIST_V1", ImprovedNetWeights.MNIST_V1),
@@ -96,7 +97,7 @@ def test_weights_by_the_names_the_commands_take(name, member):
 @pytest.mark.parametrize("damage", ["a flipped byte", "truncated", "missing"])
 def test_damaged_weights_are_one_clear_line(damage, tmp_path, monkeypatch, capfd):
     folder = shutil.copytree(weights_module.WEIGHTS_DIR, tmp_path / "weights")
-    path = folder / ImprovedNetWeights.MNIST_V1.value[0]
+    path = folder / ImprovedNetWeights.DEFAULT.value[0]
     data = bytearray(path.read_bytes())
     if damage == "a flipped byte":
         data[-10] ^= 0xFF
@@ -107,7 +108,7 @@ def test_damaged_weights_are_one_clear_line(damage, tmp_path, monkeypatch, capfd
         path.unlink()
     monkeypatch.setattr(weights_module, "WEIGHTS_DIR", folder)
     with pytest.raises(MnistCnnError, match=str(path)):
-        ImprovedNetWeights.MNIST_V1.load()
+        ImprovedNetWeights.DEFAULT.load()
     result = run_main(
         "mnist_cnn.predict", ["--weights", "DEFAULT", str(REPO / "docs" / "digits" / "7.png")], capfd
     )
@@ -141,7 +142,7 @@ def test_predict_without_a_checkpoint_uses_the_default_weights_and_reads_drawn_d
     assert result.returncode == 0, result.stderr
     read = [line.split(": ")[1].split()[0] for line in result.stdout.splitlines()]
     assert read == list("0123456789")
-    assert result.stderr.count("\n") == 1 and "ImprovedNetWeights.MNIST_V1" in result.stderr
+    assert result.stderr.count("\n") == 1 and "ImprovedNetWeights.MNIST_V2" in result.stderr
 
 
 def test_export_to_safetensors_writes_what_the_shipped_files_are(tmp_path, capfd):
