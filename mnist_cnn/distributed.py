@@ -66,6 +66,9 @@ def process_group(device: torch.device) -> Iterator[None]:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield
+        # Leave together: a process that tears its connections down while another is still
+        # writing its files can make that one's gloo threads abort the process at exit.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
