@@ -4,6 +4,7 @@ lines; signals and SIGKILL during training lose nothing; a diverging run stops a
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pickle
 import random
@@ -415,7 +416,9 @@ def test_a_signal_saves_the_run_and_resume_ends_bitwise_the_same(
 ):
     process = start_training(long_data, tmp_path)
     wait_for(tmp_path / "metrics.json", process)  # epoch 1 done: training is under way
-    time.sleep(random.Random(seed).uniform(0, 1.0))
+    # Within the next epoch or so, however fast this machine is: the run has four more after it.
+    first_epoch = json.loads((tmp_path / "metrics.json").read_text())[0]["train_seconds"]
+    time.sleep(random.Random(seed).uniform(0, 1.0) * first_epoch)
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal_number, stderr
