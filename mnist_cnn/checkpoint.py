@@ -87,6 +87,7 @@ class TrainedModel(NamedTuple):
     name: str = "seed"  # the model's name for build_model ...
     args: dict = {}  # ... and its constructor arguments
     test_accuracy: float | None = None  # as recorded with it (its run's last epoch), when it was
+    val_split: int = 0  # the training images its run held out (--val-split): it never learnt them
 
 
 def load_trained(
@@ -94,16 +95,7 @@ def load_trained(
 ) -> TrainedModel:
     """The trained net stored in a checkpoint, on device, in eval mode, with the data set it learnt
     and its normalization. With dataset, a checkpoint trained on another data set is refused."""
-    return trained_from_checkpoint(load_checkpoint(path), path, device, dataset)
-
-
-def trained_from_checkpoint(
-    checkpoint: dict[str, Any],
-    path: str | os.PathLike,
-    device: torch.device | str = "cpu",
-    dataset: str | None = None,
-) -> TrainedModel:
-    """load_trained for a checkpoint already read from path (by load_checkpoint)."""
+    checkpoint = load_checkpoint(path)
     name = checkpoint.get("model", "seed")
     if name not in MODELS:
         raise MnistCnnError(f"{path} holds an unknown model {name!r}")
@@ -124,7 +116,8 @@ def trained_from_checkpoint(
         raise MnistCnnError(f"{path} does not fit the {name!r} model: {first_line(error)}") from None
     last_epoch = (checkpoint.get("history") or [{}])[-1]  # a --val-split run records no test accuracy
     accuracy = last_epoch.get("test_accuracy") if isinstance(last_epoch, dict) else None
-    return TrainedModel(model.to(device).eval(), trained_on, (mean, std), name, args, accuracy)
+    held_out = checkpoint.get("config", {}).get("val_split", 0)
+    return TrainedModel(model.to(device).eval(), trained_on, (mean, std), name, args, accuracy, held_out)
 
 
 def check_dataset(source: str | os.PathLike, trained_on: str, dataset: str | None) -> None:

@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
 from .augment import augment_batch
-from .checkpoint import load_checkpoint, trained_from_checkpoint
+from .checkpoint import load_checkpoint, load_trained
 from .config import PRECISIONS, RECIPES, SCHEDULES, TrainConfig, default_config, flag
 from .data import DATASETS, load_splits, resolve_data_dir
 from .device import ThreadCount, autocast, cpu_threads, select_device
@@ -185,17 +185,15 @@ def load_teacher(config: TrainConfig, device: torch.device) -> Teacher | None:
     if config.teacher is None:
         return None
     try:
-        saved = load_checkpoint(config.teacher)
+        with torch.random.fork_rng(devices=[]):  # building the net draws weights: not from the run's stream
+            trained = load_trained(config.teacher, device, config.dataset)
     except MnistCnnError as error:
         raise MnistCnnError(f"--teacher: {error}") from None
-    held_out = saved.get("config", {}).get("val_split", 0)
-    if held_out != config.val_split:
+    if trained.val_split != config.val_split:
         raise MnistCnnError(
-            f"--teacher {config.teacher} was trained with --val-split {held_out}, this run has "
+            f"--teacher {config.teacher} was trained with --val-split {trained.val_split}, this run has "
             f"{config.val_split}: train the teacher on the same split"
         )
-    with torch.random.fork_rng(devices=[]):  # building the net draws weights: not from the run's stream
-        trained = trained_from_checkpoint(saved, config.teacher, device, config.dataset)
     model = trained.model
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -303,8 +301,9 @@ def fit(
     config.save_model, checkpoints too. With config.val_split, the held-out training images stand
     in for the test set, which is not read (see data.load_splits), and the metrics say "val_".
     Before training, the run claims its output folder: one that holds another run is refused,
-    unless overwrite (which removes that run's files). A dry run writes nothing. config.threads None fits torch's CPU threads to the cores that other
-    processes leave free (see device.ThreadCount).
+    unless overwrite (which removes that run's files). A dry run writes nothing. config.threads
+    None fits torch's CPU threads to the cores that other processes leave free (see
+    device.ThreadCount).
 
     Started by torchrun, the processes train together (DistributedDataParallel); only rank 0
     calls on_epoch, shows progress and writes files, and every rank returns the same history.

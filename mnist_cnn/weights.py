@@ -31,7 +31,7 @@ from .checkpoint import TrainedModel, check_dataset, load_trained
 from .data import DATASETS
 from .errors import MnistCnnError, first_line
 from .model import build_model, count_parameters
-from .preprocess import load_image, to_mnist
+from .preprocess import load_digit, to_mnist
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 METADATA_KEY = "mnist_cnn"  # the safetensors header entry holding the JSON metadata
@@ -64,7 +64,9 @@ class WeightsEnum(Enum):
         normalization = tuple(self.meta["normalization"])
 
         def transform(image: Image.Image | str | os.PathLike) -> torch.Tensor:
-            return to_mnist(image if isinstance(image, Image.Image) else load_image(image), normalization)
+            if isinstance(image, Image.Image):
+                return to_mnist(image, normalization)
+            return load_digit(image, normalization)[1]  # its errors name the file, as predict's do
 
         return transform
 

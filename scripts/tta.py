@@ -19,7 +19,7 @@ import time
 import torch
 from machine import caption, describe_machine
 
-from mnist_cnn.checkpoint import load_checkpoint, load_trained
+from mnist_cnn.checkpoint import load_trained
 from mnist_cnn.data import load_splits, resolve_data_dir
 
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (down, right) in pixels
@@ -50,12 +50,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    trained_with = load_checkpoint(args.checkpoint).get("config", {}).get("val_split", 0)
-    if trained_with != args.val_split:  # the held-out images must be the ones it did not train on
-        raise SystemExit(
-            f"{args.checkpoint} was trained with --val-split {trained_with}, not {args.val_split}"
-        )
     trained = load_trained(args.checkpoint)
+    if trained.val_split != args.val_split:  # the held-out images must be the ones it did not train on
+        raise SystemExit(
+            f"{args.checkpoint} was trained with --val-split {trained.val_split}, not {args.val_split}"
+        )
     splits = load_splits(resolve_data_dir(args.data_dir), trained.dataset, val_split=args.val_split)
     split = "validation" if args.val_split else "test"
     print(

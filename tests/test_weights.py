@@ -77,6 +77,9 @@ def test_transforms_are_the_preprocessing_predict_uses(tmp_path):
     assert torch.equal(transform(image), expected) and torch.equal(
         transform(tmp_path / "three.png"), expected
     )
+    render_digit(" ").save(tmp_path / "blank.png")
+    with pytest.raises(MnistCnnError, match=r"blank\.png: no digit found"):
+        transform(tmp_path / "blank.png")
 
 
 @pytest.mark.parametrize(
