@@ -1,14 +1,16 @@
-"""Train a model's default recipe once per seed on the real MNIST (or --dataset); print a markdown table.
+"""Train a model's recipe once per seed on the real MNIST (or --dataset); print a markdown table.
 
     python scripts/accuracy.py --data-dir ../shared/data --seeds 1 2 3 4 5
     python scripts/accuracy.py --data-dir ../shared/data --seeds 1 2 3 4 5 --jobs 2   # 2 at a time
     python scripts/accuracy.py --data-dir ../shared/data --model improved --seeds 1 2 3
     python scripts/accuracy.py --data-dir data --dataset fashion-mnist --model improved --seeds 1 2 3
     python scripts/accuracy.py --data-dir ../shared/data --precision bf16    # a speed option
+    python scripts/accuracy.py --data-dir ../shared/data --model improved --val-split 5000 --seeds 1 2 3 --batch-size 32 --lr 0.05
 
-Each row is one `fit(default_config(model, seed=S))`: test accuracy after epoch 1, after the last
-epoch (the one that counts), and at the best epoch; training seconds per epoch (data loading and
-evaluation not counted).
+Any flag of `python -m mnist_cnn.train` changes the recipe, for every seed. Each row is one
+`fit(config)` with its seed: test accuracy (validation accuracy, with --val-split) after epoch 1,
+after the last epoch (the one that counts), and at the best epoch; training seconds per epoch
+(data loading and evaluation not counted).
 """
 
 from __future__ import annotations
@@ -17,50 +19,68 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 
 from ablation import run_seeds
 from machine import caption, describe_machine
 from sweep import add_sweep_flags, sweep_caption
 
-from mnist_cnn.config import PRECISIONS, RECIPES, default_config, flag
-from mnist_cnn.data import DATASETS
+from mnist_cnn import TrainConfig
+from mnist_cnn.config import default_config, flag
+from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.train import parse_args
+
+
+def recipe_config(flags: list[str]) -> TrainConfig:
+    """The run that mnist_cnn.train's flags ask for (the model's recipe with them on top), on the
+    CPU unless --device says otherwise, writing no files."""
+    command = parse_args(["--device", "cpu", *flags])  # a later --device wins
+    if command.resume is not None:
+        raise MnistCnnError("--resume continues one run: not for a sweep")
+    return replace(command.config, output_dir=None, save_model=False)
+
+
+def recipe_changes(config: TrainConfig) -> dict:
+    """What config changes in its model's recipe, bar the data, the split it is measured on and
+    what runs it."""
+    recipe = default_config(config.model, dataset=config.dataset).to_dict()
+    ignored = {"data_dir", "val_split", "device", "output_dir", "seed", "threads", "save_model"}
+    return {k: v for k, v in config.to_dict().items() if k not in ignored and v != recipe[k]}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
-    p.add_argument("--model", default="seed", choices=sorted(RECIPES))
-    p.add_argument("--dataset", default="mnist", choices=list(DATASETS))
-    p.add_argument("--epochs", type=int, help="instead of the recipe's")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, help="instead of the recipe's")
-    p.add_argument("--batch-size", type=int, help="instead of the recipe's")
-    p.add_argument("--lr", type=float, help="instead of the recipe's")
-    p.add_argument("--precision", choices=PRECISIONS, help="instead of the recipe's (fp32)")
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Every other flag is mnist_cnn.train's (--model, --dataset, --data-dir, --epochs, "
+        "--batch-size, --lr, --val-split, ...): it changes the model's recipe for every seed.",
+        allow_abbrev=False,  # --seed is train's flag, not short for --seeds
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    p.add_argument("--device", default="cpu")
     add_sweep_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
-    args = p.parse_args()
-
-    overridable = ("epochs", "augment", "batch_size", "lr", "precision")
-    changes = {k: getattr(args, k) for k in overridable if getattr(args, k) is not None}
-    config = default_config(
-        args.model, data_dir=args.data_dir, device=args.device, dataset=args.dataset, **changes
-    )
+    args, train_flags = p.parse_known_args()
+    try:
+        config = recipe_config(train_flags)
+    except MnistCnnError as error:
+        p.error(str(error))
+    changes = recipe_changes(config)
     start = time.perf_counter()
     result = run_seeds(config, args.seeds, args.jobs, args.threads)
     wall = time.perf_counter() - start
 
-    machine = describe_machine(args.device)
+    machine = describe_machine(config.device)
     changed = "".join(f", {flag(k)} {v}" for k, v in changes.items())
+    split = f"validation split ({config.val_split} held out)" if config.val_split else "test set"
     print(
-        f"\n`--model {args.model}` defaults{changed} on {args.dataset}, {config.epochs} epoch(s), "
+        f"\n`--model {config.model}` defaults{changed} on {config.dataset}'s {split}, {config.epochs} epoch(s), "
         f"{sweep_caption(args)}, {wall:.0f} s in all; {caption(machine)}\n"
     )
     finals = [a[-1] for a in result["accuracy"]]
     seconds = f"{result['seconds_per_epoch']:.1f}"
     if config.epochs == 1:
-        print("| seed | test accuracy | train s/epoch |\n|---:|---:|---:|")
+        print(
+            f"| seed | {'validation' if config.val_split else 'test'} accuracy | train s/epoch |\n|---:|---:|---:|"
+        )
         for seed, accuracy in zip(args.seeds, finals, strict=True):
             print(f"| {seed} | {100 * accuracy:.2f}% | {seconds} |")
     else:
