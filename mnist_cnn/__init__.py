@@ -4,6 +4,7 @@ from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig
 from .data import load_mnist
 from .errors import MnistCnnError
+from .loading import open_net
 from .model import MODELS, Net, build_model, count_parameters
 from .weights import ImprovedNetWeights, SeedNetWeights, improved_net, seed_net
 
@@ -16,11 +17,13 @@ __all__ = [
     "TrainConfig",
     "build_model",
     "count_parameters",
+    "evaluate_split",
     "fit",
     "improved_net",
     "load_checkpoint",
     "load_mnist",
     "load_model",
+    "open_net",
     "save_checkpoint",
     "seed_net",
     "train_epoch",
@@ -30,10 +33,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # The training functions are imported on first use: importing mnist_cnn.train here would
-    # make `python -m mnist_cnn.train` warn that the module was imported twice. (The function
-    # `evaluate` is mnist_cnn.train.evaluate: mnist_cnn.evaluate is the evaluate command.)
-    if name in {"fit", "train_epoch"}:
+    # The training loop is imported on first use: using a trained net never pays for it, and
+    # importing mnist_cnn.train here would make `python -m mnist_cnn.train` warn that the module
+    # was imported twice.
+    if name in {"fit", "train_epoch", "evaluate_split"}:
         from . import train
 
         return getattr(train, name)

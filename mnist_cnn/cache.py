@@ -50,7 +50,7 @@ def cached_split(name: str, files: tuple[Path, ...], read: Callable[[], Split]) 
     split = read()  # may download the files
     if key is None and all(file.is_file() for file in files):
         path, key = entry_path(name, files), source_key(files)
-    if key is not None:
+    if path is not None and key is not None:
         save_entry(path, key, split)
     return split
 

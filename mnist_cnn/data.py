@@ -306,8 +306,10 @@ def idx_problem(path: Path) -> str | None:
 
     torchvision reads the files; this only explains, in words, why it could not.
     """
-    ndim, kind = re.search(r"idx(\d)-(ubyte|int)", path.name).groups()
-    ndim, size_of = int(ndim), {"ubyte": 1, "int": 4}[kind]
+    named = re.search(r"idx(\d)-(ubyte|int)", path.name)
+    if named is None:
+        return None  # not named as an IDX file: nothing to say about it
+    ndim, size_of = int(named.group(1)), {"ubyte": 1, "int": 4}[named.group(2)]
     try:
         with open(path, "rb") as file:
             header = file.read(4 + 4 * ndim)

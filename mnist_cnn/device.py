@@ -198,14 +198,26 @@ class ThreadCount:
             self.count = count
             torch.set_num_threads(count)
 
+    def start(self, resumed_at: int | None = None) -> None:
+        """As training begins: go on with the count a resumed run had when it stopped (resumed_at),
+        else measure afresh what others used of the cores since the run started. The count's
+        changes so far are not the epochs' to report."""
+        if resumed_at:
+            self.resume_at(resumed_at)
+        else:
+            self.adapt(force=True)
+        self.take_changes()
+
     def adapt(self, force: bool = False) -> int:
         """Re-measure (at most every period seconds, unless force) and set the count."""
-        if not self.auto:
+        if self.sample is None:  # fixed, or where /proc/stat cannot be read
             return self.count
         now = time.monotonic()
         if not force and now - self.sample.wall < self.period:
             return self.count
         sample = CpuSample.now()
+        if sample is None:
+            return self.count
         count = free_cores(self.cores, cores_used_by_others(self.sample, sample))
         self.sample = sample
         if count != self.count:

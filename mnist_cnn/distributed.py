@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -78,6 +79,18 @@ def share(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.tensor_split(world_size())[rank()] if world_size() > 1 else tensor
 
 
+def check_batch_shares(n: int, batch_size: int) -> None:
+    """Every process must get a part of every batch of batch_size out of n images, the last one
+    included; else an MnistCnnError says to pick another --batch-size."""
+    processes = world_size()
+    last = n % batch_size or batch_size
+    if processes > 1 and min(batch_size, last) < processes:
+        raise MnistCnnError(
+            f"--batch-size {batch_size} cannot be shared among {processes} processes: a batch of "
+            f"{min(batch_size, last)} images would leave some without any; pick another --batch-size"
+        )
+
+
 def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """tensor summed (op "sum") or maximized ("max") over all processes, on tensor's device;
     tensor itself in one process. nccl reduces only GPU tensors, so a CPU one goes through this
@@ -91,7 +104,7 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
 
 
 # torch 2.13 renamed DDP's broadcast_buffers to forward_sync_buffers; the old name now warns.
-NO_BUFFER_SYNC = (
+NO_BUFFER_SYNC: dict[str, Any] = (
     {"forward_sync_buffers": False}
     if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
     else {"broadcast_buffers": False}

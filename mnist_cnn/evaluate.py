@@ -12,96 +12,29 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .cam import class_activation_maps
+from .cli import ArgumentParser, add_data_arguments, add_net_arguments, exit_on_error, open_named_net
 from .data import DATASETS, DIGITS, load_mnist, resolve_data_dir
-from .device import select_device
-from .errors import ArgumentParser, MnistCnnError, exit_on_error
-from .explain import class_activation_maps
-from .metrics import format_test_line
+from .errors import MnistCnnError, moved
+from .inference import evaluation_report, first_mistakes, report_text
 from .plots import NoMatplotlib, draw_confusion, draw_explained_mistakes, draw_mistakes
-from .weights import open_net
 
-
-@torch.inference_mode()
-def evaluation_report(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
-) -> dict:
-    """Loss, accuracy, per-digit accuracy, confusion matrix and the mistakes, most confident first."""
-    model.eval()
-    log_probs = torch.cat([model(x) for x in images.split(batch_size)]).float()
-    predicted = log_probs.argmax(dim=1)
-    confusion = torch.zeros(10, 10, dtype=torch.long, device=labels.device)
-    confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
-    confusion = confusion.cpu()
-    wrong = (predicted != labels).nonzero().flatten()
-    confidence = log_probs[wrong, predicted[wrong]].exp()
-    wrong = wrong[confidence.argsort(descending=True)]
-    correct = int(confusion.diag().sum())
-    return {
-        "test_loss": F.nll_loss(log_probs, labels).item(),
-        "test_correct": correct,
-        "test_total": len(labels),
-        "test_accuracy": correct / len(labels),
-        "per_class_accuracy": (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist(),
-        "confusion": confusion.tolist(),
-        "mistakes": [
-            {
-                "index": int(i),
-                "true": int(labels[i]),
-                "predicted": int(predicted[i]),
-                "probability": float(log_probs[i, predicted[i]].exp()),
-            }
-            for i in wrong.tolist()
-        ],
-    }
-
-
-def confusion_text(confusion: list[list[int]]) -> str:
-    """The confusion matrix as aligned text: rows true digits, columns predicted ones."""
-    lines = ["true\\pred " + "".join(f"{d:>6}" for d in range(10))]
-    lines += [f"{t:>9} " + "".join(f"{n:>6}" for n in row) for t, row in enumerate(confusion)]
-    return "\n".join(lines)
-
-
-def report_text(dataset: str, report: dict) -> str:
-    """The report as the text the command prints: test line, accuracy per class, confusion matrix."""
-    classes = DATASETS[dataset].classes
-    width = max(map(len, classes))
-    lines = [f"{dataset}: {format_test_line(report)}", "", "Accuracy per class:"]
-    lines += [
-        f"  {name:>{width}}: {100 * accuracy:6.2f}%"
-        for name, accuracy in zip(classes, report["per_class_accuracy"], strict=True)
-    ]
-    return "\n".join([*lines, "", "Confusion matrix:", confusion_text(report["confusion"])])
-
-
-class Mistakes(NamedTuple):
-    """Some of a report's mistakes, as the pictures take them."""
-
-    images: torch.Tensor
-    true: list[int]
-    predicted: list[int]
-    probability: list[float]
-
-
-def first_mistakes(report: dict, images: torch.Tensor, n: int) -> Mistakes:
-    """The report's first n mistakes (the most confident), with their images."""
-    shown = report["mistakes"][:n]
-    return Mistakes(
-        images[[m["index"] for m in shown]],
-        [m["true"] for m in shown],
-        [m["predicted"] for m in shown],
-        [m["probability"] for m in shown],
-    )
+# The report itself moved to inference.py, beside predict's answers.
+__getattr__ = moved(
+    __name__,
+    dict.fromkeys(
+        ["Mistakes", "confusion_text", "evaluation_report", "first_mistakes", "report_text"], ".inference"
+    ),
+)
 
 
 def draw_pictures(
-    report: dict,
+    report: dict[str, Any],
     images: torch.Tensor,
     output_dir: Path,
     mistakes: int,
@@ -139,30 +72,14 @@ def draw_pictures(
 
 
 @exit_on_error
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse flags, evaluate the checkpoint on the test set, print the results, then draw them."""
     p = ArgumentParser(
         "mnist_cnn.evaluate",
         description="Evaluate a checkpoint on the test set of the data set it learnt.",
     )
-    p.add_argument("checkpoint", nargs="?", help="a checkpoint written by --save-model (best.pt or last.pt)")
-    p.add_argument(
-        "--weights", metavar="NAME", help="shipped weights instead of a checkpoint (DEFAULT, seed, ...)"
-    )
-    p.add_argument(
-        "--data-dir",
-        help="folder holding MNIST/raw/ (FashionMNIST/raw/, ... for other data sets) "
-        "(default: $MNIST_DATA_DIR, else ./data)",
-    )
-    p.add_argument(
-        "--dataset",
-        choices=list(DATASETS),
-        help="refuse a checkpoint trained on another data set (default: take the checkpoint's)",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
-    p.add_argument(
-        "--no-cache", dest="cache", action="store_false", help="read the raw data files, not the cache"
-    )
+    add_net_arguments(p)
+    add_data_arguments(p)
     p.add_argument("--output-dir", help="where the PNG files go (default: the checkpoint's folder)")
     p.add_argument(
         "--mistakes",
@@ -185,18 +102,19 @@ def main(argv: list[str] | None = None) -> dict:
         if n < 0:
             raise MnistCnnError(f"{flag} must be at least 0, got {n}")
 
-    device = select_device(args.device)
-    model, dataset, normalization, *_ = open_net(args.checkpoint, args.weights, device, args.dataset)
-    data_dir = resolve_data_dir(args.data_dir)
-    images, labels = load_mnist(data_dir, False, device, dataset, normalization, args.cache)
-    report = evaluation_report(model, images, labels)
+    trained = open_named_net(args, args.checkpoint, default=False)
+    device = next(trained.model.parameters()).device
+    images, labels = load_mnist(
+        resolve_data_dir(args.data_dir), False, device, trained.dataset, trained.normalization, args.cache
+    )
+    report = evaluation_report(trained.model, images, labels)
 
     # The report first: a picture that cannot be written must not lose a whole test-set pass.
-    print(json.dumps(report, indent=2) if args.json else report_text(dataset, report))
+    print(json.dumps(report, indent=2) if args.json else report_text(trained.dataset, report))
     output_dir = Path(args.output_dir or (Path(args.checkpoint).parent if args.checkpoint else "."))
-    classes = DATASETS[dataset].classes
+    classes = DATASETS[trained.dataset].classes
     report["pictures"] = draw_pictures(
-        report, images, output_dir, args.mistakes, args.explain, model, classes
+        report, images, output_dir, args.mistakes, args.explain, trained.model, classes
     )
     if report["pictures"] and not args.json:
         *others, last = report["pictures"]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .explain import ClassActivationMaps, Explanation
+    from .cam import ClassActivationMaps, Explanation
 
 
 class NoMatplotlib(RuntimeError):

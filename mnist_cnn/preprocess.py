@@ -15,7 +15,7 @@ import io
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +232,7 @@ def to_pixels(image: torch.Tensor, normalization: Normalization = MNIST_NORMALIZ
     return field.mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def image_files(paths: list[str | os.PathLike]) -> list[Path]:
+def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """The files named, with each folder replaced by the image files in it (sorted by name), leaving
     out hidden ones (".name": macOS's "._name" companions are no images)."""
     files: list[Path] = []

@@ -1,4 +1,4 @@
-"""What a training run saves, and how it goes on after a stop.
+"""A training run's state, what it saves, and how it goes on after a stop.
 
 A run owns its output folder: `run.json` names the run, so that no other run writes over its
 metrics and checkpoints (unless told to with --overwrite). After every epoch it writes its
@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,12 +28,15 @@ from torch.optim.swa_utils import AveragedModel
 
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, flag
+from .config import RESUMABLE_OVERRIDES, TrainConfig, flag
 from .data import Normalization, epoch_order
 from .errors import MnistCnnError, TrainingInterrupted, command_name, first_line
 from .files import write_atomic
 from .metrics import evaluated_split, write_metrics
 from .plots import NoMatplotlib, draw_curves
+
+if TYPE_CHECKING:
+    from .losses import Teacher
 
 History = list[dict]
 RUN_FILE = "run.json"  # marks a folder as one run's: its id, and when and how it started
@@ -130,49 +134,117 @@ def run_owner(marker: Path) -> str | None:
 
 
 def new_run_id() -> str:
+    """A fresh run's id, as run.json and its checkpoints record it."""
     return uuid.uuid4().hex
 
 
-def run_state(
-    run_id: str,
-    config: TrainConfig,
-    normalization: Normalization,
-    history: History,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    generator: torch.Generator,
-    ema: AveragedModel | None = None,
-    position: EpochPosition | None = None,
-    threads: int | None = None,
-) -> dict:
-    """A resumable checkpoint of the run as it stands: after len(history) epochs, and position
-    into the next one when it stopped part-way; threads: the CPU thread count it ran with.
+@dataclass
+class Learner:
+    """What a training step changes and learns from: the net, its optimizer and learning-rate
+    schedule, the generator that draws the batches and distortions, and, when the run has them,
+    a moving average of the weights (--ema) and a teacher (--teacher)."""
 
-    model_state is the net the run reports and users load: with --ema, the average. The weights
-    that train on are then train_state."""
-    averaged = {} if ema is None else {"train_state": model.state_dict(), "ema_updates": int(ema.n_averaged)}
-    return {
-        "model": config.model,
-        "model_args": config.model_args,
-        "model_state": (model if ema is None else ema.module).state_dict(),
-        **averaged,
-        "dataset": config.dataset,
-        "normalization": normalization,
-        "optimizer_state": optimizer.state_dict(),
-        "scheduler_state": scheduler.state_dict(),
-        "rng_state": {
-            "torch": torch.get_rng_state(),
-            "generator": generator.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "epoch": len(history),
-        "position": position.to_dict() if position is not None else None,
-        "config": config.to_dict(),
-        "history": list(history),
-        "run_id": run_id,
-        "threads": threads,
-    }
+    model: nn.Module  # the net itself, as it is saved
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    ema: AveragedModel | None = None
+    teacher: Teacher | None = None
+    net: nn.Module | None = None  # what trains: model, or model in DDP under torchrun; None: model
+
+    @property
+    def trained(self) -> nn.Module:
+        """The net that forward and backward passes go through."""
+        return self.model if self.net is None else self.net
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The net the run reports and saves: with --ema, the average."""
+        return self.model if self.ema is None else self.ema.module
+
+    def average_buffers(self) -> None:
+        """Under torchrun, make the processes' BatchNorm statistics (and their averages) agree."""
+        for net in (self.model,) if self.ema is None else (self.model, self.ema.module):
+            distributed.average_buffers(net)
+
+
+@dataclass
+class Run:
+    """A training run as it stands: what it is, what learns, and how far it has come."""
+
+    config: TrainConfig
+    learner: Learner
+    normalization: Normalization  # of the training split: what the saved net's inputs need
+    run_id: str = dataclasses.field(default_factory=new_run_id)
+    history: History = dataclasses.field(default_factory=list)  # one dict of metrics per epoch done
+    position: EpochPosition | None = None  # where it stopped within an epoch
+
+    def checkpoint(self, threads: int | None = None) -> dict:
+        """The run as a resumable checkpoint: after len(history) epochs, and position into the
+        next one when it stopped part-way; threads: the CPU thread count it ran with.
+
+        model_state is the net the run reports and users load: with --ema, the average. The
+        weights that train on are then train_state."""
+        config, learner = self.config, self.learner
+        averaged = (
+            {}
+            if learner.ema is None
+            else {"train_state": learner.model.state_dict(), "ema_updates": int(learner.ema.n_averaged)}
+        )
+        return {
+            "model": config.model,
+            "model_args": config.model_args,
+            "model_state": learner.evaluated.state_dict(),
+            **averaged,
+            "dataset": config.dataset,
+            "normalization": self.normalization,
+            "optimizer_state": learner.optimizer.state_dict(),
+            "scheduler_state": learner.scheduler.state_dict(),
+            "rng_state": {
+                "torch": torch.get_rng_state(),
+                "generator": learner.generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "epoch": len(self.history),
+            "position": self.position.to_dict() if self.position is not None else None,
+            "config": config.to_dict(),
+            "history": list(self.history),
+            "run_id": self.run_id,
+            "threads": threads,
+        }
+
+    def restore(self, saved: SavedRun) -> None:
+        """Put a run saved by checkpoint() back in place: the weights, the optimizer and schedule,
+        the random streams, the history and where in an epoch it stopped. A run extended by
+        --epochs keeps its momentum, and its schedule (built for the added epochs) starts afresh."""
+        checkpoint, learner = saved.checkpoint, self.learner
+        new_schedule = saved.config.schedule_start != self.config.schedule_start
+        try:
+            learner.model.load_state_dict(checkpoint.get("train_state", checkpoint["model_state"]))
+            if learner.ema is not None:
+                learner.ema.module.load_state_dict(checkpoint["model_state"])
+                learner.ema.n_averaged.fill_(checkpoint["ema_updates"])
+            first_lrs = [group["lr"] for group in learner.optimizer.param_groups]
+            learner.optimizer.load_state_dict(checkpoint["optimizer_state"])
+            if new_schedule:  # the momentum goes on; the learning rate is the new schedule's
+                for group, lr in zip(learner.optimizer.param_groups, first_lrs, strict=True):
+                    group["lr"] = lr
+            else:
+                learner.scheduler.load_state_dict(checkpoint["scheduler_state"])
+            rng = checkpoint["rng_state"]
+            torch.set_rng_state(rng["torch"])
+            learner.generator.set_state(rng["generator"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            device = next(learner.model.parameters()).device
+            position = checkpoint.get("position")
+            self.position = position and EpochPosition.from_dict(position, device)
+            if self.position and not distributed.is_main():  # rank 0 carries the totals so far
+                self.position.loss_sum, self.position.seen = torch.zeros((), device=device), 0
+            self.history = list(checkpoint["history"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise MnistCnnError(f"cannot resume from this checkpoint: {first_line(error)}") from None
+        self.run_id = checkpoint.get("run_id", self.run_id)  # checkpoints from before run.json have none
 
 
 def save_run(output_dir: Path, checkpoint: dict, save_model: bool) -> None:
@@ -218,77 +290,61 @@ def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -
     )
 
 
-def restore_run(
-    checkpoint: dict,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    generator: torch.Generator,
-    ema: AveragedModel | None = None,
-    new_schedule: bool = False,
-) -> tuple[History, EpochPosition | None]:
-    """Put a run saved by run_state back in place; returns its history so far and, when it
-    stopped within an epoch, where. new_schedule: the run was extended by --epochs, so scheduler
-    (freshly built for the added epochs) starts from its beginning instead of the saved state."""
-    try:
-        model.load_state_dict(checkpoint.get("train_state", checkpoint["model_state"]))
-        if ema is not None:
-            ema.module.load_state_dict(checkpoint["model_state"])
-            ema.n_averaged.fill_(checkpoint["ema_updates"])
-        first_lrs = [group["lr"] for group in optimizer.param_groups]
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        if new_schedule:  # the momentum goes on; the learning rate is the new schedule's
-            for group, lr in zip(optimizer.param_groups, first_lrs, strict=True):
-                group["lr"] = lr
-        else:
-            scheduler.load_state_dict(checkpoint["scheduler_state"])
-        rng = checkpoint["rng_state"]
-        torch.set_rng_state(rng["torch"])
-        generator.set_state(rng["generator"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        position = checkpoint.get("position")
-        device = next(model.parameters()).device
-        position = position and EpochPosition.from_dict(position, device)
-        if position and not distributed.is_main():  # rank 0 carries the totals so far
-            position.loss_sum, position.seen = torch.zeros((), device=device), 0
-        return list(checkpoint["history"]), position
-    except (KeyError, RuntimeError, ValueError, TypeError) as error:
-        raise MnistCnnError(f"cannot resume from this checkpoint: {first_line(error)}") from None
+@dataclass(frozen=True)
+class SavedRun:
+    """A run saved to go on from (a last.pt), read once: where it lies and what it holds."""
+
+    path: Path
+    checkpoint: dict
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> SavedRun:
+        """Read the checkpoint at path; one that holds a net but not a resumable run is refused."""
+        checkpoint = load_checkpoint(path)
+        if "config" not in checkpoint or "rng_state" not in checkpoint:
+            raise MnistCnnError(f"{path} holds a model but not a resumable run")
+        return cls(Path(path), checkpoint)
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.checkpoint["config"])
+
+    @property
+    def epochs_done(self) -> int:
+        return self.checkpoint["epoch"]
+
+    def has_trained(self, epochs: int | None = None) -> bool:
+        """Whether the run has trained epochs (by default all of its own) and stopped between
+        epochs, not inside one: then resuming it to that many has nothing left to do."""
+        epochs = self.config.epochs if epochs is None else epochs
+        return self.epochs_done >= epochs and self.checkpoint.get("position") is None
 
 
-RESUMABLE_OVERRIDES = {
-    *("device", "data_dir", "cache", "output_dir", "threads", "log_interval", "save_model", "dry_run")
-}
-
-
-def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfig:
-    """The config of the run saved at checkpoint_path, with where-and-how settings (device,
-    data_dir, output_dir, threads, ...) replaced by overrides. What decides the result (model,
-    learning rate, seed, ...) cannot change: that would not be the same run. epochs may grow
-    once the run has finished: the added epochs get a schedule of their own.
+def resume_config(saved: SavedRun | str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """The config of the run saved at a checkpoint (a path, or one already read), with
+    where-and-how settings (device, data_dir, output_dir, threads, ...: the resumable fields of
+    TrainConfig) replaced by overrides. What decides the result (model, learning rate, seed, ...)
+    cannot change: that would not be the same run. epochs may grow once the run has finished:
+    the added epochs get a schedule of their own.
 
     The run goes on writing in the checkpoint's own folder, wherever it has been moved, unless
     overrides name another output_dir.
     """
-    saved = load_checkpoint(checkpoint_path)
-    if "config" not in saved or "rng_state" not in saved:
-        raise MnistCnnError(f"{checkpoint_path} holds a model but not a resumable run")
-    config = TrainConfig.from_dict(saved["config"])
-    done = saved["epoch"]
-    finished = done >= config.epochs and saved.get("position") is None
+    if not isinstance(saved, SavedRun):
+        saved = SavedRun.open(saved)
+    config, done = saved.config, saved.epochs_done
     epochs = overrides.pop("epochs", config.epochs)
     if epochs != config.epochs:
-        if not finished:
+        if not saved.has_trained():
             raise MnistCnnError(
-                f"--epochs: {checkpoint_path} stopped in epoch {done + 1} of {config.epochs}; --resume "
+                f"--epochs: {saved.path} stopped in epoch {done + 1} of {config.epochs}; --resume "
                 "finishes it as it was, and only a finished run can be extended with --epochs"
             )
         if epochs < done:
             raise MnistCnnError(
-                f"--epochs {epochs}: {checkpoint_path} has trained {done} epochs already; give more to extend it"
+                f"--epochs {epochs}: {saved.path} has trained {done} epochs already; give more to extend it"
             )
-        # The added epochs get a learning-rate schedule of their own (see train.build_optimizer).
+        # The added epochs get a learning-rate schedule of their own (see optim.build_optimizer).
         config = dataclasses.replace(config, epochs=epochs, schedule_start=done)
     fixed = set(overrides) - RESUMABLE_OVERRIDES
     changed = sorted(flag(k) for k in fixed if overrides[k] != getattr(config, k))
@@ -296,8 +352,27 @@ def resume_config(checkpoint_path: str | os.PathLike, **overrides) -> TrainConfi
         raise MnistCnnError(
             f"--resume continues the saved run as it was; it cannot change {', '.join(changed)}"
         )
-    overrides.setdefault("output_dir", str(Path(checkpoint_path).parent))
+    overrides.setdefault("output_dir", str(saved.path.parent))
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES})
+
+
+def output_folder(run: Run, saved: SavedRun | None, overwrite: bool = False) -> Path | None:
+    """The folder the run writes to, claimed for it (see claim_output_dir) before it trains, so
+    that no trained epoch is lost to a bad folder: config.output_dir, else with --save-model
+    runs/<timestamp>. None when it writes nothing: a dry run, or a process other than rank 0
+    (which speaks for the run). A resumed run owns the folder its checkpoint lies in."""
+    config = run.config
+    output_dir = Path(config.output_dir) if config.output_dir else None
+    if config.save_model and output_dir is None:
+        output_dir = default_output_dir()
+    if output_dir is None or config.dry_run or not distributed.is_main():
+        return None
+    own = saved is not None and saved.path.parent.resolve() == output_dir.resolve()
+    folder_owner = run_owner(output_dir / RUN_FILE)
+    if saved is not None and own and "run_id" not in saved.checkpoint and folder_owner not in (None, "?"):
+        run.run_id = folder_owner  # a checkpoint from before run ids, resumed once before
+    claim_output_dir(output_dir, run.run_id, overwrite=overwrite, own=own)
+    return output_dir
 
 
 @contextlib.contextmanager

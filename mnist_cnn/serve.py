@@ -4,476 +4,57 @@
     mnist-cnn-serve --weights seed --port 8080
     curl -F file=@docs/digits/7.png http://127.0.0.1:8000/predict
 
-GET / is the drawing page (the files in mnist_cnn/static/), POST /predict reads one image (with
-?explain=1, also where the net found its class: explain.py's class activation map), GET /health
-and GET /model describe the server, /docs the API. Built on FastAPI and uvicorn, which are
-imported only when an app is made: importing this module costs what predict's does, and a missing
-`serve` extra is one line.
-
-How it keeps answering, whatever it is sent:
-- a request body over --max-upload-mb is refused (413) by its Content-Length before it is read,
-  and by counting the bytes of a chunked body as they arrive;
-- only common image formats are decoded, and an image with too many pixels is refused before
-  its pixels are decoded (a decompression bomb);
-- preprocessing and the net run in --workers threads, off the event loop; up to --queue more
-  requests wait their turn and later ones are told to come back (503), so memory stays flat;
-- every error is JSON, {"error": "one sentence"}, never a traceback.
+GET / is the drawing page, POST /predict reads one image (with ?explain=1, also where the net
+found its class), GET /health and GET /model describe the server, /docs the API: the app is
+server.py's; this module opens the net, listens, and runs it with uvicorn until Ctrl-C.
 """
 
 import argparse
-import asyncio
-import base64
 import contextlib
-import importlib.util
-import io
 import ipaddress
-import json
 import math
-import re
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from .checkpoint import TrainedModel
-from .data import DATASETS
+from .cli import ArgumentParser, add_net_arguments, command_name, exit_on_error, weights_or_default
 from .device import select_device
-from .errors import ArgumentParser, MnistCnnError, command_name, exit_on_error
-from .explain import predicted_class_map
-from .model import count_parameters
-from .predict import notes_on, predict_digits, weights_or_default
-from .preprocess import load_digit, to_pixels
-from .weights import get_weights, open_net
+from .errors import MnistCnnError, moved
+from .loading import open_net
+from .server import MAX_UPLOAD_MB, create_app, describe_net, need_serve_extra
+from .weights import get_weights
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-    from starlette.requests import Request
-
-# No `from __future__ import annotations` here: FastAPI reads the route functions' annotations at
-# run time, and those functions are defined inside create_app, beside the imports they name.
-
-STATIC = Path(__file__).with_name("static")  # the drawing page: HTML, CSS and JavaScript
-MAX_UPLOAD_MB = 5.0
-MAX_PIXELS = 25_000_000  # a 24 Mpixel camera's photo fits; more is refused before it is decoded
-UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")  # the decoders uploads may reach
-RAW_TYPES = {"", "application/octet-stream"}  # besides image/*: a body that is the image's bytes
-
-# Scripts, styles and pictures from the server itself only (the page needs no other site), and
-# data: URLs for the 28x28 picture /predict sends back.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-class ClientError(Exception):
-    """A request the server will not take: answered with status and {"error": message}."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
-
-
-class BodyTooLarge(Exception):
-    """Raised inside BodyLimit's receive() once a body grows past the limit."""
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over max_bytes with 413, before reading them when
-    their Content-Length says so, and by counting the bytes of a chunked one as they arrive
-    (the request is then stopped part-way, so no more than max_bytes is ever held)."""
-
-    def __init__(self, app: Callable, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    def too_large(self, size: str) -> str:
-        return f"the request body is {size} the {self.max_bytes / 2**20:g} MB this server takes at most"
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and not length.isdigit():
-            return await send_error(send, 400, "the Content-Length header is not a number")
-        if length is not None and int(length) > self.max_bytes:
-            return await send_error(send, 413, self.too_large(f"{int(length) / 2**20:.1f} MB, over"))
-
-        received = 0
-
-        async def counting_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge
-            return message
-
-        started = False
-
-        async def watching_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, watching_send)
-        except BodyTooLarge:
-            if started:  # too late for an answer of our own
-                raise
-            await send_error(send, 413, self.too_large("longer than"))
-
-
-async def send_error(send: Callable, status: int, message: str) -> None:
-    """Answer a request from plain ASGI (below FastAPI) with {"error": message}."""
-    body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class Predictor:
-    """Reads uploaded images with the net in worker threads.
-
-    Decoding, preprocessing and the forward pass take a few milliseconds of CPU each, which on
-    the event loop would stall every other connection; so they run in `workers` threads. Up to
-    `queue` more requests wait for a thread, each holding at most one upload; any more are turned
-    away at once (503), so a crowd of clients cannot grow the server's memory. (Batching several
-    images into one forward pass would save little: the net's share of a request is ~10%, the
-    rest is decoding and preprocessing, one image at a time.)
-    """
-
-    def __init__(self, trained: TrainedModel, workers: int, queue: int, max_pixels: int = MAX_PIXELS) -> None:
-        self.trained, self.workers, self.max_pixels = trained, workers, max_pixels
-        self.classes = DATASETS[trained.dataset].classes
-        self.capacity = workers + queue
-        self.admitted = 0  # requests being read, waiting or running; changed on the event loop only
-        self.pool: ThreadPoolExecutor | None = None
-
-    @contextlib.contextmanager
-    def admit(self) -> Iterator[None]:
-        """Hold a place for one request, or refuse it (503) when all are taken."""
-        if self.admitted >= self.capacity:
-            raise ClientError(
-                503,
-                f"the server is busy with {self.admitted} requests; try again in a moment",
-                {"Retry-After": "1"},
-            )
-        self.admitted += 1
-        try:
-            yield
-        finally:
-            self.admitted -= 1
-
-    async def predict(
-        self, data: bytes, filename: str | None, top: int, explain: bool = False
-    ) -> dict[str, Any]:
-        """read() in a worker thread, leaving the event loop free for other requests."""
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="predict")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self.read, data, filename, top, explain)
-
-    def read(self, data: bytes, filename: str | None, top: int, explain: bool = False) -> dict[str, Any]:
-        """One image's prediction, in the shape `mnist-cnn-predict --json` prints for a file, and
-        "image": the 28x28 picture the net saw, as a PNG data URL; with explain, "explain": where
-        the net found the predicted class (see class_map_numbers)."""
-        name = filename or "the upload"
-        picture, image = load_digit(data, self.trained.normalization, name, self.max_pixels, UPLOAD_FORMATS)
-        guess = predict_digits(self.trained.model, image[None], top, self.classes)[0]
-        answer = {
-            "file": filename,
-            **guess,
-            "notes": notes_on(picture, name),
-            "image": png_data_url(to_pixels(image, self.trained.normalization)),
-        }
-        if explain:
-            answer["explain"] = class_map_numbers(self.trained.model, image)
-        return answer
-
-    def warm_up(self) -> None:
-        """One forward pass, so that the first user does not wait for torch's lazy set-up."""
-        predict_digits(self.trained.model, torch.zeros(1, 1, 28, 28), 1, self.classes)
-
-    def stop(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-
-
-def class_map_numbers(model: torch.nn.Module, image: torch.Tensor) -> dict[str, Any]:
-    """What ?explain=1 adds: the predicted class's activation map (explain.predicted_class_map) as
-    plain numbers, for a page to lay over the 28x28 image the net saw.
-
-    "class": the predicted class's index; "map": 28 rows of 28, the class map stretched over the
-    image; "coarse": the map as the net made it (2x2 for the seed net, 3x3 for the improved net),
-    whose mean is the class's score; "scores": every class's score (logit), whose softmax gives
-    the probabilities. The maps are in the scores' units: only their differences count.
-    """
-    found = predicted_class_map(model, image)
-    return {
-        "class": found.index,
-        "map": found.map.tolist(),
-        "coarse": found.coarse.tolist(),
-        "scores": found.scores.tolist(),
-    }
-
-
-def png_data_url(pixels: np.ndarray) -> str:
-    """A uint8 gray array as a data: URL of a PNG, which a page can show as it is."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def clean_name(filename: str | None) -> str | None:
-    """An upload's file name, fit to quote in a one-line message: its last part, no control
-    characters, at most 100 characters."""
-    if not filename:
-        return None
-    name = re.sub(r"[\x00-\x1f\x7f]", "?", filename.replace("\\", "/").rsplit("/", 1)[-1])
-    return name[:100] or None
-
-
-def describe_net(trained: TrainedModel, source: str) -> dict[str, Any]:
-    """What GET /model says: the net's name, where its weights came from, the data set it learnt,
-    its parameter count, its test accuracy (when known) and its classes."""
-    return {
-        "name": trained.name,
-        "weights": source,
-        "dataset": trained.dataset,
-        "parameters": count_parameters(trained.model),
-        "test_accuracy": trained.test_accuracy,
-        "classes": list(DATASETS[trained.dataset].classes),
-    }
+# The app, where it was before it had a module of its own (server.py).
+__getattr__ = moved(
+    __name__,
+    dict.fromkeys(
+        [
+            *("STATIC", "MAX_PIXELS", "UPLOAD_FORMATS", "RAW_TYPES", "PAGE_HEADERS", "ClientError"),
+            *("BodyTooLarge", "BodyLimit", "send_error", "Predictor", "class_map_numbers", "png_data_url"),
+            *("clean_name", "PREDICT_BODY", "PREDICT_EXAMPLE", "EXPLAIN_EXAMPLE", "ERROR_RESPONSES"),
+            *("read_upload", "add_error_handlers"),
+        ],
+        ".server",
+    ),
+)
 
 
 def open_served_net(
-    checkpoint: str | None, weights: str | None, device: torch.device | str = "cpu"
+    checkpoint: str | None,
+    weights: str | None,
+    device: torch.device | str = "cpu",
+    dataset: str | None = None,
 ) -> tuple[TrainedModel, dict[str, Any]]:
-    """The net to serve, as predict opens it (the shipped improved net when given neither a
-    checkpoint nor weights), and what GET /model says of it."""
-    weights = weights_or_default(checkpoint, weights, quiet=True)  # the address line names it
-    trained = open_net(checkpoint, weights, device)
+    """The net to serve, as predict opens it (the shipped improved net that learnt dataset when
+    given neither a checkpoint nor weights), and what GET /model says of it."""
+    weights = weights_or_default(checkpoint, weights, dataset, quiet=True)  # the address line names it
+    trained = open_net(checkpoint, weights, device, dataset)
     source = str(get_weights(weights)) if weights is not None else str(checkpoint)
     return trained, describe_net(trained, source)
-
-
-PREDICT_BODY = {  # /docs: what POST /predict takes, which FastAPI cannot see (the route reads the body itself)
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    },
-}
-PREDICT_EXAMPLE = {
-    "file": "seven.png",
-    "digit": 7,
-    "label": "7",
-    "probability": 0.993,
-    "top": [
-        {"digit": 7, "label": "7", "probability": 0.993},
-        {"digit": 1, "label": "1", "probability": 0.004},
-        {"digit": 2, "label": "2", "probability": 0.002},
-    ],
-    "notes": [],
-    "image": "data:image/png;base64,iVBORw0KGgo...",
-}
-EXPLAIN_EXAMPLE = {  # what ?explain=1 adds to PREDICT_EXAMPLE (the improved net on docs/digits/7.png)
-    "class": 7,
-    "map": [[6.44, 6.44, 6.44, "... 28 numbers"], "... 28 rows"],
-    "coarse": [[6.44, 16.32, 11.41], [11.45, 24.99, 13.09], [17.28, 19.39, 7.32]],
-    "scores": [-3.57, -1.31, 1.39, 1.8, -0.78, -5.41, -7.84, 14.19, -2.3, 3.19],
-}
-ERROR_RESPONSES = {
-    status: {"description": what, "content": {"application/json": {"example": {"error": "one sentence"}}}}
-    for status, what in {
-        400: "an empty body, or a damaged form",
-        413: "a body over the size limit",
-        415: "a body that is no image",
-        422: "an image that cannot be read, has too many pixels, or is blank; a bad parameter",
-        503: "too many requests at once: try again in a moment",
-    }.items()
-}
-
-
-def create_app(
-    trained: TrainedModel,
-    about: dict[str, Any] | None = None,
-    max_upload_bytes: int = int(MAX_UPLOAD_MB * 2**20),
-    workers: int = 1,
-    queue: int = 64,
-    max_pixels: int = MAX_PIXELS,
-) -> "FastAPI":
-    """The web app serving trained: the page, /predict, /health, /model and /docs.
-
-    about: what /model says (by default what trained itself tells); max_upload_bytes: the largest
-    request body; workers: images read at once; queue: requests that may wait for a worker."""
-    from fastapi import FastAPI, Query, Request
-    from fastapi.responses import FileResponse
-    from fastapi.staticfiles import StaticFiles
-
-    about = about or describe_net(trained, trained.name)
-    predictor = Predictor(trained, workers, queue, max_pixels)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        predictor.warm_up()
-        yield
-        predictor.stop()
-
-    app = FastAPI(
-        title="mnist-cnn",
-        summary=f"Reads a handwritten digit with the {about['name']} net ({about['weights']}).",
-        lifespan=lifespan,
-    )
-    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
-    add_error_handlers(app)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
-
-    @app.get("/health", summary="Whether the server is up, with its net loaded")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/model", summary="The net: its name, weights, data set, parameters, test accuracy, classes")
-    async def model() -> dict[str, Any]:
-        return about
-
-    @app.post(
-        "/predict",
-        summary="Read the digit in one image",
-        description="Send an image file as multipart/form-data (field `file`), or the image's bytes as "
-        "the body (Content-Type image/png, image/jpeg, ...). The answer has the likeliest class, its "
-        "probability, the `top` likeliest, and the 28x28 image the net saw (a PNG data URL).\n\n"
-        "With `explain=1` it also has `explain`, where the net found the predicted class: `class`, its "
-        "index; `map`, its class activation map over the 28x28 image (28 rows of 28 numbers); `coarse`, "
-        "the map as the net made it before it was stretched (2x2 for the seed net, 3x3 for the improved "
-        "net), whose mean is the class's score; `scores`, every class's score (logit), whose softmax is "
-        "the probabilities. The maps are in the scores' units: read them from their lowest value to "
-        "their highest.",
-        openapi_extra={"requestBody": PREDICT_BODY},
-        responses={
-            200: {
-                "content": {
-                    "application/json": {
-                        "examples": {
-                            "plain": {"summary": "POST /predict", "value": PREDICT_EXAMPLE},
-                            "explain": {
-                                "summary": "POST /predict?explain=1 (map cut short here)",
-                                "value": {**PREDICT_EXAMPLE, "explain": EXPLAIN_EXAMPLE},
-                            },
-                        }
-                    }
-                }
-            },
-            **ERROR_RESPONSES,
-        },
-    )
-    async def predict(
-        request: Request,
-        top: int = Query(
-            3, ge=1, le=len(predictor.classes), description="how many likeliest classes to give"
-        ),
-        explain: bool = Query(
-            False, description="also give the predicted class's activation map, as numbers (1 or 0)"
-        ),
-    ) -> dict[str, Any]:
-        with predictor.admit():
-            data, filename = await read_upload(request)
-            return await predictor.predict(data, filename, top, explain)
-
-    return app
-
-
-async def read_upload(request: "Request") -> tuple[bytes, str | None]:
-    """The image's bytes and file name (None for a raw body): the form's field "file", or the
-    whole body. BodyLimit has capped the bytes read either way."""
-    from starlette.datastructures import UploadFile
-
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        # max_files: one image; the form's files (spooled to disk past 1 MB) close on leaving.
-        async with request.form(max_files=1, max_fields=10) as form:
-            upload = form.get("file")
-            if upload is None:
-                raise ClientError(422, "the form has no field 'file': send the image as file=@digit.png")
-            if not isinstance(upload, UploadFile):
-                raise ClientError(422, "the form's field 'file' holds text, not a file")
-            data, filename = await upload.read(), clean_name(upload.filename)
-    elif kind in RAW_TYPES or kind.startswith("image/"):
-        data, filename = await request.body(), None
-    else:
-        raise ClientError(
-            415,
-            f"a body of type {kind} is not an image: send a form with a field 'file' (curl -F "
-            "file=@digit.png) or the image's bytes as image/png, image/jpeg, ...",
-        )
-    if not data:
-        raise ClientError(400, f"{filename or 'the upload'} is empty (0 bytes)")
-    return data, filename
-
-
-def add_error_handlers(app: "FastAPI") -> None:
-    """Every error as {"error": "one sentence"}: ours, FastAPI's (404, 405, 422), and the
-    unexpected, which the client sees without its traceback (uvicorn logs it)."""
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect
-
-    def answer(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    async def client_error(request, error: ClientError) -> Any:
-        return answer(error.status, error.message, error.headers)
-
-    async def unreadable(request, error: MnistCnnError) -> Any:
-        return answer(422, str(error))
-
-    async def http_error(request, error) -> Any:
-        where = f"{request.method} {request.url.path}"
-        if error.status_code == 404:
-            message = f"nothing at {request.url.path}: the API is /predict, /health and /model (see /docs)"
-        elif error.status_code == 405:
-            message = f"{where} is not allowed; this path takes {(error.headers or {}).get('Allow', 'other methods')}"
-        else:
-            message = str(error.detail)
-        return answer(error.status_code, message, getattr(error, "headers", None))
-
-    async def invalid(request, error) -> Any:
-        first = error.errors()[0]  # one sentence: the first problem
-        source, *name = first.get("loc", ("request",))
-        where = f"{source} parameter {'.'.join(map(str, name))}" if name else str(source)
-        return answer(422, f"{where}: {first.get('msg', 'invalid')}")
-
-    async def gone(request, error: ClientDisconnect) -> Any:  # no one reads it: keep it out of the log
-        return answer(400, "the client went away before it had sent the whole request")
-
-    async def unexpected(request, error: Exception) -> Any:
-        return answer(500, "the server failed to answer this request; its log says why")
-
-    app.add_exception_handler(ClientError, client_error)
-    app.add_exception_handler(MnistCnnError, unreadable)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(ClientDisconnect, gone)
-    app.add_exception_handler(Exception, unexpected)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -513,20 +94,6 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def need_serve_extra() -> None:
-    """Fail with one line when FastAPI, uvicorn or python-multipart is not installed."""
-    modules = {
-        "fastapi": ["fastapi"],
-        "uvicorn": ["uvicorn"],
-        "python-multipart": ["python_multipart", "multipart"],
-    }
-    missing = [name for name, found in modules.items() if not any(map(importlib.util.find_spec, found))]
-    if missing:
-        raise MnistCnnError(
-            f"serving needs the serve extra ({', '.join(missing)} missing): pip install 'mnist-cnn[serve]'"
-        )
-
-
 def at_least(low: int | float, kind: type = int) -> Callable[[str], Any]:
     """An argparse type: a number of kind, at least low."""
 
@@ -557,22 +124,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Serve a trained net over HTTP: a page to draw digits on (GET /), POST /predict, "
         "GET /health, GET /model, and the API's description at /docs.",
     )
-    net = p.add_mutually_exclusive_group()
-    net.add_argument(
-        "--checkpoint", metavar="PATH", help="a checkpoint written by training, or a .safetensors file"
-    )
-    net.add_argument(
-        "--weights",
-        metavar="NAME",
-        help="shipped weights: DEFAULT, seed, improved:FASHION_MNIST_V1, ... (default: the improved net on MNIST)",
-    )
+    add_net_arguments(p, checkpoint_flag=True)
     p.add_argument(
         "--host",
         default="127.0.0.1",
         help="the address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every network)",
     )
     p.add_argument("--port", type=port_number, default=8000, help="default: 8000; 0 picks a free port")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps (default: cpu)")
     p.add_argument(
         "--max-upload-mb",
         type=at_least(0.001, float),
@@ -609,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     torch.set_num_threads(args.threads)
-    trained, about = open_served_net(args.checkpoint, args.weights, select_device(args.device))
+    trained, about = open_served_net(args.checkpoint, args.weights, select_device(args.device), args.dataset)
     app = create_app(
         trained,
         about,

@@ -15,11 +15,11 @@ bit, with the same torch version and thread count.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 import os
 from collections.abc import Callable
 from enum import Enum
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import TrainedModel, check_dataset, load_trained
+from .checkpoint import TrainedModel
 from .data import DATASETS
-from .errors import MnistCnnError, first_line
+from .errors import MnistCnnError, moved
 from .model import build_model, count_parameters
 from .preprocess import load_digit, to_mnist
+from .weights_file import (
+    build_from_metadata,
+    load_tensors,
+    read_checked,
+    read_metadata,
+    trained_from_metadata,
+)
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
-METADATA_KEY = "mnist_cnn"  # the safetensors header entry holding the JSON metadata
 
 
 class WeightsEnum(Enum):
@@ -47,11 +53,8 @@ class WeightsEnum(Enum):
     @property
     def meta(self) -> dict[str, Any]:
         """What the file says of itself (model, data set, normalization, accuracy, recipe, ...),
-        with `categories`, `num_params` and the file's `sha256`."""
-        meta = read_metadata(self.path)
-        classes = list(DATASETS[meta["dataset"]].classes)
-        model = build_model(meta["model"], **meta["model_args"])
-        return {**meta, "categories": classes, "num_params": count_parameters(model), "sha256": self.value[1]}
+        with `categories`, `num_params` and the file's `sha256`. Its header is read once."""
+        return copy.deepcopy(shipped_metadata(self.path, self.value[1]))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The trained tensors, once the file's bytes match its sha256."""
@@ -73,9 +76,7 @@ class WeightsEnum(Enum):
     def load(self, device: torch.device | str = "cpu") -> TrainedModel:
         """The trained net on device, in eval mode, with its data set and normalization."""
         meta = self.meta
-        model = build_model(meta["model"], **meta["model_args"])
-        model.load_state_dict(self.state_dict())
-        return trained_from_metadata(model.to(device).eval(), meta)
+        return trained_from_metadata(build_from_metadata(meta, self.state_dict()).to(device), meta)
 
     @classmethod
     def get(cls, name: str | WeightsEnum) -> WeightsEnum:
@@ -120,6 +121,16 @@ class ImprovedNetWeights(WeightsEnum):
 
 
 WEIGHTS: dict[str, type[WeightsEnum]] = {"seed": SeedNetWeights, "improved": ImprovedNetWeights}
+
+
+@cache
+def shipped_metadata(path: Path, sha256: str) -> dict[str, Any]:
+    """A shipped file's metadata, with `categories`, `num_params` and `sha256`: read once a
+    process (the file's bytes are checked against sha256 when its tensors are read)."""
+    meta = read_metadata(path)
+    classes = list(DATASETS[meta["dataset"]].classes)
+    model = build_model(meta["model"], **meta["model_args"])
+    return {**meta, "categories": classes, "num_params": count_parameters(model), "sha256": sha256}
 
 
 def seed_net(*, weights: SeedNetWeights | str | None = None, **kwargs: Any) -> nn.Module:
@@ -167,111 +178,14 @@ def get_weights(name: str) -> WeightsEnum:
         raise MnistCnnError(f"--weights {name!r}: no such weights; there are DEFAULT, {names}") from None
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The JSON metadata in a safetensors file's header (the header only: no tensor is read)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as file:
-            header = file.metadata() or {}
-        return json.loads(header[METADATA_KEY])
-    except FileNotFoundError:
-        raise MnistCnnError(f"{path}: no such weights file") from None
-    except (KeyError, ValueError, TypeError):
-        raise MnistCnnError(f"{path} is not an mnist-cnn weights file (no {METADATA_KEY} metadata)") from None
-    except Exception as error:  # safetensors' own error for a damaged header
-        raise MnistCnnError(f"{path} is not a readable safetensors file ({first_line(error)})") from None
-
-
-def read_checked(path: Path, sha256: str) -> bytes:
-    """path's bytes, when their sha256 is the one expected; a damaged file is an MnistCnnError."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise MnistCnnError(f"{path}: {error.strerror}") from None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise MnistCnnError(
-            f"{path} is damaged: its sha256 is not the one it shipped with; reinstall mnist-cnn"
-        )
-    return data
-
-
-def load_tensors(data: bytes, path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file's bytes."""
-    from safetensors.torch import load
-
-    try:
-        return load(data)
-    except Exception as error:  # safetensors raises its own error type for damaged files
-        raise MnistCnnError(f"{path} is not a readable safetensors file ({first_line(error)})") from None
-
-
-def net_metadata(trained: TrainedModel) -> dict[str, Any]:
-    """What a weights file must say to rebuild its net: model, arguments, data set, normalization."""
-    return {
-        "model": trained.name,
-        "model_args": trained.args,
-        "dataset": trained.dataset,
-        "normalization": list(trained.normalization),
-        "torch": torch.__version__,
-    }
-
-
-def weights_bytes(model: nn.Module, metadata: dict[str, Any]) -> bytes:
-    """model's state dict and metadata as the bytes of a safetensors file, as the shipped ones are."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return save(tensors, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-
-
-def trained_from_metadata(model: nn.Module, meta: dict[str, Any]) -> TrainedModel:
-    """A loaded net with what a weights file's metadata says of it (its test accuracy, when it
-    records one: the shipped files do, export's do not)."""
-    accuracy = meta.get("metrics", {}).get("test_accuracy")
-    return TrainedModel(
-        model,
-        meta["dataset"],
-        tuple(meta["normalization"]),
-        meta["model"],
-        meta.get("model_args", {}),
-        accuracy,
-    )
-
-
-def load_weights_file(path: str | os.PathLike, device: torch.device | str = "cpu") -> TrainedModel:
-    """A net saved as weights_bytes writes it (export --format safetensors), on device, in eval mode."""
-    path = Path(path)
-    meta = read_metadata(path)
-    try:
-        name, args = meta["model"], meta.get("model_args", {})
-        model = build_model(name, **args)
-        model.load_state_dict(load_tensors(path.read_bytes(), path))
-        return trained_from_metadata(model.to(device).eval(), meta)
-    except (KeyError, RuntimeError, TypeError, MnistCnnError) as error:
-        raise MnistCnnError(f"{path} does not hold a whole mnist-cnn net ({first_line(error)})") from None
-
-
-def open_net(
-    checkpoint: str | os.PathLike | None,
-    weights: str | None,
-    device: torch.device | str = "cpu",
-    dataset: str | None = None,
-) -> TrainedModel:
-    """The net a command was given: a checkpoint written by training (best.pt), a weights file
-    (.safetensors, as export writes them), or shipped weights by name (--weights, see
-    get_weights). With dataset (--dataset), a net that learnt another data set is refused."""
-    if checkpoint is not None and weights is not None:
-        raise MnistCnnError("give a checkpoint or --weights, not both")
-    if checkpoint is None and weights is None:
-        raise MnistCnnError(
-            "give a checkpoint, or --weights NAME (DEFAULT: the shipped improved net on MNIST)"
-        )
-    if checkpoint is not None and Path(checkpoint).suffix.lower() != ".safetensors":
-        return load_trained(checkpoint, device, dataset)
-    source = checkpoint if checkpoint is not None else f"--weights {weights}"
-    trained = (
-        load_weights_file(checkpoint, device) if checkpoint is not None else get_weights(weights).load(device)
-    )
-    check_dataset(source, trained.dataset, dataset)
-    return trained
+# Moved to weights_file.py (the file format) and loading.py (whatever net the user named).
+__getattr__ = moved(
+    __name__,
+    {
+        **dict.fromkeys(
+            ["METADATA_KEY", "net_metadata", "weights_bytes", "load_weights_file"],
+            ".weights_file",
+        ),
+        "open_net": ".loading",
+    },
+)

@@ -18,12 +18,10 @@ import statistics
 import time
 from dataclasses import replace
 
-from machine import caption, describe_machine
-from sweep import add_sweep_flags, sweep_caption, train_all, with_threads
-
 from mnist_cnn import TrainConfig, build_model, count_parameters
-from mnist_cnn.config import IMPROVED_V1, default_config
-from mnist_cnn.metrics import evaluated_split
+from mnist_cnn.config import IMPROVED_V1, recipe
+from mnist_cnn.machine import caption, describe_machine
+from mnist_cnn.sweep import add_sweep_flags, run_rows, sweep_caption
 
 SEED_RECIPE_ROWS: list[tuple[str, dict]] = [
     ("seed Net (seed recipe: one-cycle, lr 0.03)", {}),
@@ -44,42 +42,9 @@ STEPS: list[tuple[str, dict]] = [
     ),
     (
         "+ 40 epochs (restart cycles of 1, 2, 4, 8 and 25 epochs; = --model improved)",
-        default_config("improved").to_dict(),
+        TrainConfig(model="improved").to_dict(),
     ),
 ]
-
-
-def run_rows(
-    rows: dict[str, TrainConfig], seeds: list[int], jobs: int = 1, threads: int | None = None
-) -> dict:
-    """Train each row's config once per seed (--jobs at a time); per row: the accuracies per seed
-    and epoch, and the median training seconds per epoch."""
-    runs = [(name, seed) for name in rows for seed in seeds]
-    configs = with_threads([replace(rows[name], seed=seed) for name, seed in runs], jobs, threads)
-    results = {name: {"accuracy": [], "seconds": []} for name in rows}
-    for (name, seed), history in zip(runs, train_all(configs, jobs), strict=True):
-        accuracy = [m[f"{evaluated_split(m)}_accuracy"] for m in history]  # test, or validation
-        results[name]["accuracy"].append(accuracy)
-        results[name]["seconds"] += [m["train_seconds"] for m in history]
-        print(
-            f"  {name + ', ' if name else ''}seed {seed}: " + " ".join(f"{100 * a:.2f}" for a in accuracy),
-            flush=True,
-        )
-    return {
-        name: {
-            "parameters": count_parameters(build_model(rows[name].model, **rows[name].model_args)),
-            "seeds": seeds,
-            "accuracy": result["accuracy"],  # [seed][epoch]
-            "seconds_per_epoch": statistics.median(result["seconds"]),
-            "threads": configs[0].threads,
-        }
-        for name, result in results.items()
-    }
-
-
-def run_seeds(config: TrainConfig, seeds: list[int], jobs: int = 1, threads: int | None = None) -> dict:
-    """run_rows for one config."""
-    return run_rows({"": config}, seeds, jobs, threads)[""]
 
 
 def final_cells(row: dict | None) -> str:
@@ -112,7 +77,10 @@ def main() -> None:
     chosen = [STEPS[i - 1] for i in args.rows] if args.rows else STEPS
     epochs = {"epochs": args.epochs} if args.epochs else {}
     base = {"data_dir": args.data_dir, "device": args.device}
-    configs = {name: TrainConfig.from_dict({**changes, **epochs, **base}) for name, changes in chosen}
+    # Every row trains by the seed net's recipe but for what it changes.
+    configs = {
+        name: TrainConfig(**{**recipe("seed"), **changes, **epochs, **base}) for name, changes in chosen
+    }
     runs = {}  # the rows' configs, by "<split>: <name>"
     for name, config in configs.items():
         if args.val_split:

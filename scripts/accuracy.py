@@ -19,33 +19,11 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
 
-from ablation import run_seeds
-from machine import caption, describe_machine
-from sweep import add_sweep_flags, sweep_caption
-
-from mnist_cnn import TrainConfig
-from mnist_cnn.config import default_config, flag
+from mnist_cnn.config import flag
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.train import parse_args
-
-
-def recipe_config(flags: list[str]) -> TrainConfig:
-    """The run that mnist_cnn.train's flags ask for (the model's recipe with them on top), on the
-    CPU unless --device says otherwise, writing no files."""
-    command = parse_args(["--device", "cpu", *flags])  # a later --device wins
-    if command.resume is not None:
-        raise MnistCnnError("--resume continues one run: not for a sweep")
-    return replace(command.config, output_dir=None, save_model=False)
-
-
-def recipe_changes(config: TrainConfig) -> dict:
-    """What config changes in its model's recipe, bar the data, the split it is measured on and
-    what runs it."""
-    recipe = default_config(config.model, dataset=config.dataset).to_dict()
-    ignored = {"data_dir", "val_split", "device", "output_dir", "seed", "threads", "save_model"}
-    return {k: v for k, v in config.to_dict().items() if k not in ignored and v != recipe[k]}
+from mnist_cnn.machine import caption, describe_machine
+from mnist_cnn.sweep import add_sweep_flags, recipe_changes, recipe_config, run_seeds, sweep_caption
 
 
 def main() -> None:

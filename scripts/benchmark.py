@@ -42,11 +42,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from classic import fit_classic
-from machine import caption, describe_machine
-
 from mnist_cnn import TrainConfig, fit
+from mnist_cnn.classic import fit_classic
 from mnist_cnn.device import TORCH_DEFAULT_THREADS, select_device
+from mnist_cnn.machine import caption, describe_machine
 
 SCRIPTS = Path(__file__).resolve().parent
 TARGET = 0.98

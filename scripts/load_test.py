@@ -27,7 +27,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from machine import cpu_model
+
+from mnist_cnn.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = sorted((REPO / "docs" / "digits").iterdir())

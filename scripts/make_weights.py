@@ -23,14 +23,8 @@ from mnist_cnn import TrainConfig, fit
 from mnist_cnn.checkpoint import load_trained
 from mnist_cnn.config import IMPROVED_V1, RECIPES
 from mnist_cnn.files import write_atomic
-from mnist_cnn.weights import (
-    WEIGHTS_DIR,
-    ImprovedNetWeights,
-    SeedNetWeights,
-    WeightsEnum,
-    net_metadata,
-    weights_bytes,
-)
+from mnist_cnn.weights import WEIGHTS_DIR, ImprovedNetWeights, SeedNetWeights, WeightsEnum
+from mnist_cnn.weights_file import net_metadata, weights_bytes
 
 # (the member, its model, data set, and its recipe: what differs from TrainConfig's defaults)
 SHIPPED: list[tuple[WeightsEnum, str, str, dict]] = [

@@ -41,7 +41,8 @@ def main() -> None:
         from mnist_cnn.config import TrainConfig
         from mnist_cnn.data import load_splits, resolve_data_dir
         from mnist_cnn.model import build_model
-        from mnist_cnn.runs import draw_run_curves, save_run
+        from mnist_cnn.optim import build_optimizer
+        from mnist_cnn.runs import Learner, draw_run_curves, save_run
     config = TrainConfig(data_dir=args.data_dir)
     with phase("the torchsummary table"), contextlib.redirect_stdout(io.StringIO()):
         train.print_summary(build_model(config.model))
@@ -51,14 +52,12 @@ def main() -> None:
         test_images = splits.test_images.contiguous(memory_format=torch.channels_last)
     model = build_model(config.model).to(memory_format=torch.channels_last)
     with phase("the optimizer (its first use imports torch._dynamo)"):
-        optimizer, scheduler = train.build_optimizer(model, config, -(-len(images) // config.batch_size))
-    generator = torch.Generator().manual_seed(config.seed)
+        optimizer, scheduler = build_optimizer(model, config, -(-len(images) // config.batch_size))
+    learner = Learner(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed))
     with phase("training: one epoch"):
-        loss = train.train_epoch(
-            model, optimizer, scheduler, images, splits.train_labels, batch_size=64, generator=generator
-        )
+        loss = train.train_epoch(learner, images, splits.train_labels, config)
     with phase("evaluation: the test set"):
-        test_loss, correct, total = train.evaluate(model, test_images, splits.test_labels)
+        test_loss, correct, total = train.evaluate_split(model, test_images, splits.test_labels)
     history = [{"epoch": 1, "train_loss": loss, "test_loss": test_loss, "test_accuracy": correct / total}]
     with tempfile.TemporaryDirectory() as folder:
         from pathlib import Path

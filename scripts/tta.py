@@ -17,10 +17,10 @@ import argparse
 import time
 
 import torch
-from machine import caption, describe_machine
 
 from mnist_cnn.checkpoint import load_trained
 from mnist_cnn.data import load_splits, resolve_data_dir
+from mnist_cnn.machine import caption, describe_machine
 
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (down, right) in pixels
 

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import NO_NETWORK
+import pytest
+
+from .helpers import NO_NETWORK
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
+@pytest.mark.slow
 def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_dir, tmp_path):
     out = tmp_path / "bench.json"
     command = [sys.executable, str(SCRIPTS / "benchmark.py"), "--data-dir", str(mnist_dir), "--repeats", "2"]
@@ -57,6 +60,7 @@ def test_benchmark_measures_every_contender_against_the_classic_pipeline(mnist_d
     assert "beside the other process" in result.stdout
 
 
+@pytest.mark.slow
 def test_startup_times_every_phase_of_a_run(mnist_dir):
     result = subprocess.run(
         [sys.executable, str(SCRIPTS / "startup.py"), "--data-dir", str(mnist_dir)],

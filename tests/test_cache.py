@@ -18,7 +18,7 @@ from mnist_cnn import TrainConfig, data, fit
 from mnist_cnn.cache import cache_dir
 from mnist_cnn.data import read_split
 
-from .conftest import write_mnist
+from .helpers import write_mnist
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def test_a_miss_writes_an_entry_and_a_hit_returns_the_same_split_without_decodin
     assert cached_images.dtype == torch.uint8 and cached_labels.dtype == torch.int64
 
 
+@pytest.mark.slow
 def test_a_second_run_imports_no_torchvision(fresh, tmp_path):
     code = (
         f"import sys; from mnist_cnn.data import load_splits; load_splits({str(fresh)!r}); "
@@ -122,6 +123,7 @@ def test_a_cache_folder_that_cannot_be_written_is_skipped_without_a_word(
     assert len(images) == 64 and capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_concurrent_writers_leave_one_whole_entry(fresh, tmp_path):
     code = (
         f"from mnist_cnn.data import read_split; images, labels = read_split({str(fresh)!r}, True); "

@@ -20,6 +20,8 @@ from mnist_cnn.data import DATASETS
 from mnist_cnn.plots import NoMatplotlib
 from mnist_cnn.runs import resume_config
 
+from .helpers import StopAfterFirstEpoch, stop_after_first_epoch
+
 
 def test_save_model_writes_last_and_best_that_load_back(mnist_dir, tmp_path):
     out = tmp_path / "run"
@@ -86,15 +88,6 @@ def test_other_shapes_and_missing_files_are_clear_errors(tmp_path):
         load_model(tmp_path / "nope.pt")
 
 
-class StopAfterFirstEpoch(Exception):
-    pass
-
-
-def stop_after_first_epoch(metrics):
-    if metrics["epoch"] == 1:
-        raise StopAfterFirstEpoch
-
-
 def test_resume_continues_bitwise_like_an_uninterrupted_run(mnist_dir, tmp_path):
     # The improved net with augmentation uses every random stream: shuffling, distortions, dropout.
     config = TrainConfig(
@@ -153,7 +146,7 @@ def without_times(metrics):
 @pytest.fixture(scope="module")
 def fashion_run(tmp_path_factory):
     """A data folder with synthetic Fashion-MNIST files, and last.pt of a short run on them."""
-    from .conftest import write_mnist
+    from .helpers import write_mnist
 
     root = write_mnist(tmp_path_factory.mktemp("fashion"), n_train=128, n_test=64, dataset="fashion-mnist")
     out = tmp_path_factory.mktemp("fashion-run")
@@ -194,7 +187,7 @@ def test_a_checkpoint_from_before_datasets_is_mnist(checkpoint, tmp_path):
 def test_predict_and_evaluate_refuse_a_data_set_mismatch(command, fashion_run, tmp_path, capsys):
     import importlib
 
-    from .conftest import render_digit
+    from .helpers import render_digit
 
     root, last = fashion_run
     render_digit().save(tmp_path / "d.png")

@@ -3,25 +3,11 @@
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from .conftest import NO_NETWORK
-
-
-def run(*args, env_extra=None, cwd=None, module="mnist_cnn.train"):
-    """python -m module args, in cwd (by default a fresh folder, so runs/ lands there)."""
-    env = {**os.environ, **NO_NETWORK, **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd or tempfile.mkdtemp(prefix="mnist-cnn-cli-"),
-        timeout=120,
-    )
+from .helpers import NO_NETWORK, assert_one_line_error, run
 
 
 def test_dry_run_prints_the_summary_and_a_test_line_and_writes_nothing(mnist_dir, tmp_path):
@@ -32,6 +18,7 @@ def test_dry_run_prints_the_summary_and_a_test_line_and_writes_nothing(mnist_dir
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_data_dir_from_the_environment_and_save_model(mnist_dir, tmp_path):
     result = run(
         "--epochs", "1", "--batch-size", "64", "--save-model", "--output-dir", str(tmp_path / "run"),
@@ -47,6 +34,7 @@ def test_data_dir_from_the_environment_and_save_model(mnist_dir, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_resume_from_the_command_line(mnist_dir, tmp_path):
     first = run("--data-dir", str(mnist_dir), "--epochs", "1", "--save-model", "--no-progress", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -60,20 +48,13 @@ def test_resume_from_the_command_line(mnist_dir, tmp_path):
     assert_one_line_error(refused, "--lr")
 
 
-def assert_one_line_error(result, *needles):
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-
-
+@pytest.mark.slow
 def test_missing_data_is_one_line_naming_the_folder(tmp_path):
     result = run("--data-dir", str(tmp_path / "nowhere"), "--no-progress")
     assert_one_line_error(result, str(tmp_path / "nowhere" / "MNIST" / "raw"), "t10k-labels-idx1-ubyte")
 
 
+@pytest.mark.slow
 def test_default_data_dir_is_data_in_the_working_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MNIST_DATA_DIR"}
     result = subprocess.run(
@@ -98,6 +79,7 @@ def test_help_lists_the_pytorch_examples_flags():
         assert flag in result.stdout
 
 
+@pytest.mark.slow
 def test_help_and_version_name_the_command_as_it_was_called():
     from mnist_cnn import __version__
 

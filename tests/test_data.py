@@ -14,7 +14,7 @@ from mnist_cnn.data import (
     resolve_data_dir,
 )
 
-from .conftest import synthetic_digits, write_mnist
+from .helpers import synthetic_digits, write_mnist
 
 
 def test_load_mnist_gives_normalized_tensors(mnist_dir):

@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from mnist_cnn import MnistCnnError, TrainConfig, fit
+from mnist_cnn.losses import Teacher, distillation_loss
 from mnist_cnn.model import ImprovedNet, build_model, count_parameters
-from mnist_cnn.train import Teacher, distillation_loss, parse_args, train_epoch
+from mnist_cnn.runs import Learner
+from mnist_cnn.train import parse_args, train_epoch
 
-from .test_train import small_config, without_times
+from .helpers import small_config, without_times
 
 
 def test_the_distillation_loss_is_the_softened_kl_divergence_times_t_squared():
@@ -37,10 +39,8 @@ def a_step_setup(seed: int = 0):
 def train_with(teacher: Teacher | None, images, labels, epochs: int = 1) -> torch.nn.Module:
     model, optimizer, scheduler = a_step_setup()
     for epoch in range(epochs):
-        train_epoch(
-            model, optimizer, scheduler, images, labels,
-            batch_size=16, generator=torch.Generator().manual_seed(epoch), teacher=teacher,
-        )  # fmt: skip
+        learner = Learner(model, optimizer, scheduler, torch.Generator().manual_seed(epoch), teacher=teacher)
+        train_epoch(learner, images, labels, TrainConfig(batch_size=16))
     return model.eval()
 
 

@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from mnist_cnn import MnistCnnError, distributed, load_checkpoint
-from mnist_cnn.distributed import share
-from mnist_cnn.train import check_batch_shares
+from mnist_cnn.distributed import check_batch_shares, share
 
-from .conftest import NO_NETWORK
+from .helpers import NO_NETWORK
 
 # Runs the training command, then saves the trained net of this process as rank<RANK>.pt in the
 # folder given first, so the test can compare what every process ends with, and what it wrote
@@ -27,9 +26,8 @@ built, writes = [], []
 build = train.build_model
 train.build_model = lambda *a, **k: built.append(build(*a, **k)) or built[-1]
 for name in ("save_checkpoint", "write_metrics", "draw_curves", "claim_output_dir"):
-    module = train if name == "claim_output_dir" else runs
-    write = getattr(module, name)
-    setattr(module, name, lambda *a, _write=write, _name=name, **k: writes.append(_name) or _write(*a, **k))
+    write = getattr(runs, name)
+    setattr(runs, name, lambda *a, _write=write, _name=name, **k: writes.append(_name) or _write(*a, **k))
 train.main(sys.argv[2:])
 rank = os.environ.get("RANK", 0)
 torch.save(built[-1].state_dict(), os.path.join(sys.argv[1], f"rank{rank}.pt"))
@@ -51,6 +49,7 @@ def run_worker(folder: Path, argv: list[str], processes: int) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [["--augment"], ["--model", "improved", "--epochs", "1"]],
@@ -126,8 +125,9 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
     assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_every_process_at_the_same_batch_and_rank_0_saves_the_run(tmp_path):
-    from .conftest import write_mnist
+    from .helpers import write_mnist
 
     data = write_mnist(tmp_path / "data", n_train=2048, n_test=64)
     out = tmp_path / "run"

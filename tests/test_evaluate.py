@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from mnist_cnn import Net
-from mnist_cnn.evaluate import confusion_text, draw_pictures, evaluation_report, first_mistakes
+from mnist_cnn.evaluate import draw_pictures
+from mnist_cnn.inference import confusion_text, evaluation_report, first_mistakes
 
-from .test_cli import assert_one_line_error, run
-from .test_reliability import EVALUATE, run_main
+from .helpers import EVALUATE, assert_one_line_error, run, run_main
 
 
 def test_evaluation_report_counts_the_confusion_and_orders_the_mistakes():
@@ -29,6 +29,7 @@ def test_evaluation_report_counts_the_confusion_and_orders_the_mistakes():
     assert confusion_text(report["confusion"]).count("\n") == 10
 
 
+@pytest.mark.slow
 def test_evaluate_command_line_prints_and_draws(checkpoint, mnist_dir, tmp_path):
     args = [str(checkpoint), "--data-dir", str(mnist_dir), "--output-dir", str(tmp_path)]
     result = run(*args, module="mnist_cnn.evaluate")

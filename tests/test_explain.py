@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mnist_cnn.explain import (
+from mnist_cnn.cam import (
     class_activation_maps,
     explain,
     feature_maps,
@@ -22,9 +22,7 @@ from mnist_cnn.explain import (
 from mnist_cnn.model import build_model
 from mnist_cnn.weights import WEIGHTS, WEIGHTS_DIR
 
-from .test_cli import assert_one_line_error, run
-from .test_imports import HEAVY, TRAINING, imported_by
-from .test_reliability import run_main
+from .helpers import HEAVY, TRAINING, assert_one_line_error, imported_by, run, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 FOUR = REPO / "docs" / "digits" / "4.png"  # both shipped MNIST nets read it right, at 100%
@@ -240,6 +238,7 @@ def assert_png(path: Path, min_size: tuple[int, int] = (800, 600)) -> None:
         assert picture.format == "PNG" and picture.width >= min_size[0] and picture.height >= min_size[1]
 
 
+@pytest.mark.slow
 def test_the_command_line_draws_the_picture(tmp_path):
     pytest.importorskip("matplotlib")
     output = tmp_path / "seed.png"
@@ -315,6 +314,7 @@ def test_without_matplotlib_the_command_is_one_line(tmp_path, capfd, monkeypatch
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.slow
 def test_the_real_command_line_gives_the_same_one_line(tmp_path):
     result = run("--weights", "seed", str(tmp_path / "nope.png"), "--output", "o.png", module=EXPLAIN)
     assert_one_line_error(result, "nope.png: no such file")

@@ -6,10 +6,9 @@ import torch
 
 from mnist_cnn.checkpoint import load_trained
 from mnist_cnn.data import DATASETS
-from mnist_cnn.export import METADATA_FILE, export_model
+from mnist_cnn.exporters import METADATA_FILE, export_model
 
-from .test_cli import assert_one_line_error, run
-from .test_reliability import EXPORT, run_main
+from .helpers import EXPORT, assert_one_line_error, run, run_main
 
 
 def batches():
@@ -51,6 +50,7 @@ def test_onnx_matches_pytorch_and_carries_the_metadata(checkpoint, tmp_path):
     assert (float(props["mean"]), float(props["std"])) == trained.normalization
 
 
+@pytest.mark.slow
 def test_export_command_line(checkpoint, tmp_path):
     result = run(
         str(checkpoint),

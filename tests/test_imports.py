@@ -1,26 +1,9 @@
 """Using a trained net never pays for the training machinery: each command imports only what it
 needs, and torchvision, matplotlib, torchsummary and tqdm wait until they are used."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-TRAINING = {"mnist_cnn.train", "mnist_cnn.runs", "mnist_cnn.augment", "mnist_cnn.distributed"}
-HEAVY = {"torchvision", "matplotlib", "torchsummary", "tqdm"}
-
-
-def imported_by(module: str) -> set[str]:
-    """The top-level packages and mnist_cnn modules that importing module adds to `import torch`."""
-    code = (
-        "import sys, json; import torch; before = set(sys.modules); "
-        f"import {module}; "
-        "print(json.dumps(sorted(m for m in set(sys.modules) - before if '.' not in m or m.startswith('mnist_cnn'))))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return set(json.loads(result.stdout))
+from .helpers import HEAVY, TRAINING, imported_by
 
 
 @pytest.mark.parametrize(

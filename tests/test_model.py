@@ -10,7 +10,7 @@ from mnist_cnn import MODELS, Net, build_model, count_parameters
 from mnist_cnn.model import ImprovedNet
 from mnist_cnn.train import print_summary
 
-from .conftest import REPO
+from .helpers import REPO
 
 SEED_TABLE = Path(__file__).with_name("seed_summary.txt")
 SEED_SPEC = REPO.parent / "shared" / "seed" / "mnist_cnn_seed.md"

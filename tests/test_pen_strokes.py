@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from mnist_cnn.preprocess import stroke_width, to_mnist
 
-from .test_preprocess import ink_of
+from .helpers import ink_of
 
 SEVEN = [(100, 80), (300, 80), (140, 340)]  # on a 400x400 page: a bar, then a long slant
 SLANT = (140 - 300, 340 - 80)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_cnn.cam import class_activation_maps, explain
 from mnist_cnn.data import DIGITS
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.explain import class_activation_maps, explain
 from mnist_cnn.model import build_model
 from mnist_cnn.plots import (
     curves_figure,
@@ -44,6 +44,7 @@ def explained_mistakes(n: int):
     return explained_mistakes_figure(images, [1] * n, [7] * n, cams, DIGITS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make",
     [

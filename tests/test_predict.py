@@ -5,10 +5,11 @@ import torch
 from PIL import Image
 
 from mnist_cnn import ImprovedNetWeights, MnistCnnError, Net, load_model
-from mnist_cnn.predict import main, predict_digits, predict_files, weights_or_default
+from mnist_cnn.cli import weights_or_default
+from mnist_cnn.inference import predict_digits, predict_files
+from mnist_cnn.predict import main
 
-from .conftest import render_digit
-from .test_cli import assert_one_line_error, run
+from .helpers import assert_one_line_error, render_digit, run
 
 
 def test_predict_digits_gives_sorted_top_guesses():
@@ -29,6 +30,7 @@ def test_predict_files_reports_bad_files_and_goes_on(checkpoint, tmp_path):
     assert len(errors) == 1 and str(tmp_path / "broken.png") in errors[0]
 
 
+@pytest.mark.slow
 def test_predict_command_line(checkpoint, tmp_path):
     render_digit("2").save(tmp_path / "two.png")
     render_digit("3", dark_on_light=False, size=(300, 200)).save(tmp_path / "three.jpg")
@@ -41,6 +43,7 @@ def test_predict_command_line(checkpoint, tmp_path):
     assert text.returncode == 0 and "two.png: " in text.stdout and "top 3:" in text.stdout
 
 
+@pytest.mark.slow
 def test_predict_bad_inputs_are_one_line_errors(checkpoint, tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     assert_one_line_error(

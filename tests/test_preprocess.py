@@ -7,15 +7,9 @@ import torch
 from PIL import Image
 
 from mnist_cnn import MnistCnnError
-from mnist_cnn.data import MNIST_NORMALIZATION
 from mnist_cnn.preprocess import image_files, load_image, to_mnist
 
-from .conftest import render_digit
-
-
-def ink_of(tensor: torch.Tensor) -> torch.Tensor:
-    mean, std = MNIST_NORMALIZATION
-    return (tensor[0] * std + mean).clamp(0, 1)
+from .helpers import ink_of, render_digit
 
 
 def test_a_dark_digit_on_light_paper_becomes_the_mnist_form():
@@ -187,7 +181,7 @@ def test_threads_reading_images_at_once_leave_the_warning_filters_as_they_were(t
 
     from mnist_cnn.preprocess import load_digit
 
-    from .conftest import render_digit
+    from .helpers import render_digit
 
     path = tmp_path / "seven.png"
     render_digit("7").save(path)

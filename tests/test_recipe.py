@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from mnist_cnn import MnistCnnError, TrainConfig, fit, load_checkpoint
 from mnist_cnn.config import RECIPES
 from mnist_cnn.data import DATASETS, VAL_SPLIT_SEED, load_splits, read_split
+from mnist_cnn.losses import classification_loss
 from mnist_cnn.metrics import format_test_line
 from mnist_cnn.model import build_model
-from mnist_cnn.runs import resume_config
-from mnist_cnn.train import classification_loss, exponential_average, parse_args, train_epoch
+from mnist_cnn.optim import exponential_average
+from mnist_cnn.runs import Learner, resume_config
+from mnist_cnn.train import parse_args, train_epoch
 
-from .conftest import write_idx
-from .test_checkpoint import StopAfterFirstEpoch, stop_after_first_epoch
-from .test_train import small_config, without_times
+from .helpers import StopAfterFirstEpoch, small_config, stop_after_first_epoch, without_times, write_idx
 
 
 def test_the_validation_split_is_held_out_of_training_and_replaces_the_test_split(mnist_dir):
@@ -100,10 +100,8 @@ def test_train_epoch_updates_the_moving_average_after_every_step_buffers_include
     images, labels = torch.randn(96, 1, 28, 28), torch.randint(0, 10, (96,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    train_epoch(
-        model, optimizer, scheduler, images, labels,
-        batch_size=32, generator=torch.Generator().manual_seed(0), ema=ema,
-    )  # fmt: skip
+    learner = Learner(model, optimizer, scheduler, torch.Generator().manual_seed(0), ema=ema)
+    train_epoch(learner, images, labels, TrainConfig(batch_size=32))
     assert int(ema.n_averaged) == 3  # one update a batch
     averaged, trained = ema.module.state_dict(), model.state_dict()
     for name in ("features.0.weight", "features.1.running_mean"):  # a weight, a BatchNorm statistic

@@ -3,7 +3,6 @@ lines; signals and SIGKILL during training lose nothing; a diverging run stops a
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import pickle
@@ -26,8 +25,18 @@ from mnist_cnn import MnistCnnError, TrainConfig, build_model, fit, load_checkpo
 from mnist_cnn import train as train_module
 from mnist_cnn.runs import resume_config
 
-from .conftest import NO_NETWORK, render_digit, write_mnist
-from .test_cli import assert_one_line_error, run
+from .helpers import (
+    EVALUATE,
+    EXPORT,
+    NO_NETWORK,
+    PREDICT,
+    TRAIN,
+    assert_one_line_error,
+    render_digit,
+    run,
+    run_main,
+    write_mnist,
+)
 
 # ---------------------------------------------------------------------------------------------
 # The bad-input matrix. Each case makes its bad input in a folder and returns the command's
@@ -68,12 +77,6 @@ def data_case(damage_name, damage, needle):
         ["--dry-run", "--data-dir", str(damaged_data(tmp, d, damage_name, damage))],
         needle,
     )
-
-
-TRAIN = "mnist_cnn.train"
-PREDICT = "mnist_cnn.predict"
-EVALUATE = "mnist_cnn.evaluate"
-EXPORT = "mnist_cnn.export"
 
 
 def bad_checkpoint(tmp: Path, content) -> str:
@@ -306,24 +309,6 @@ def checkpoint_args(module: str, checkpoint: str, tmp: Path, data_dir: Path) -> 
     return [checkpoint, "--format", "onnx", "--output", str(tmp / "out.onnx")]
 
 
-def run_main(module: str, args: list[str], capfd) -> subprocess.CompletedProcess:
-    """A command's main(argv), as its console script calls it, in this process (a subprocess
-    each would take minutes for the whole matrix): its exit status, stdout and stderr. A warning
-    that a user would see on the terminal counts as a second line of stderr."""
-    main = importlib.import_module(module).main
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            main(args)
-            status = 0
-        except SystemExit as exit:
-            status = exit.code
-    out, err = capfd.readouterr()
-    shown = [w for w in caught if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
-    err += "".join(f"{w.category.__name__}: {w.message}\n" for w in shown)
-    return subprocess.CompletedProcess([module, *args], status, out, err)
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line_and_exit_status_2(case, mnist_dir, checkpoint, tmp_path, capfd):
     module, make = CASES[case]
@@ -333,6 +318,7 @@ def test_bad_input_is_one_line_and_exit_status_2(case, mnist_dir, checkpoint, tm
     assert not (tmp_path / "pwned").exists()  # no pickle ran code
 
 
+@pytest.mark.slow
 def test_the_command_lines_give_the_same_one_line_in_a_subprocess(checkpoint, tmp_path):
     """The matrix above runs in-process; these few check the same from a real shell command."""
     render_digit("5").save(tmp_path / "x.png")
@@ -343,6 +329,7 @@ def test_the_command_lines_give_the_same_one_line_in_a_subprocess(checkpoint, tm
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     result = run("--data-dir", str(tmp_path / "none"), "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr and "MnistCnnError" in result.stderr
@@ -410,6 +397,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run's weights differ"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number, seed", [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
 def test_a_signal_saves_the_run_and_resume_ends_bitwise_the_same(
     signal_number, seed, long_data, reference_weights, tmp_path
@@ -429,6 +417,7 @@ def test_a_signal_saves_the_run_and_resume_ends_bitwise_the_same(
     assert_same_weights(resume_to_the_end(tmp_path / "last.pt", long_data), reference_weights)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(seed, long_data, reference_weights, tmp_path):
     process = start_training(long_data, tmp_path)
@@ -449,6 +438,7 @@ for i in range(1, 10**6):
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_checkpoint_writes_leaves_the_previous_one_whole(tmp_path):
     """A process that does nothing but write 8 MB checkpoints, killed at random moments: the file
     is always a whole checkpoint, the last one finished or the one before."""
@@ -497,5 +487,6 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(mnist_dir, 
     assert resume_config(tmp_path / "last.pt").epochs == 3
 
 
+@pytest.mark.slow
 def test_a_huge_learning_rate_is_one_line_with_advice(mnist_dir):
     assert_one_line_error(run("--lr", "1e12", "--data-dir", str(mnist_dir), "--no-progress"), "lower --lr")

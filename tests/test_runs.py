@@ -19,7 +19,7 @@ from mnist_cnn.metrics import write_metrics
 from mnist_cnn.runs import RUN_FILE, claim_output_dir, resume_config, run_owner
 from mnist_cnn.train import main
 
-from .conftest import NO_NETWORK
+from .helpers import NO_NETWORK
 
 
 def folder_contents(folder):
@@ -58,6 +58,7 @@ def test_a_folder_that_holds_a_run_is_refused_untouched_and_overwrite_replaces_t
     assert run_owner(out / RUN_FILE) != json.loads(before[RUN_FILE])["run_id"]
 
 
+@pytest.mark.slow
 def test_of_two_runs_started_at_once_into_one_folder_one_is_refused(mnist_dir, tmp_path):
     args = ("--data-dir", str(mnist_dir), "--save-model", "--output-dir", str(tmp_path / "run"))
     results = finish([start(*args, cwd=tmp_path) for _ in range(2)])
@@ -67,6 +68,7 @@ def test_of_two_runs_started_at_once_into_one_folder_one_is_refused(mnist_dir, t
     assert load_checkpoint(tmp_path / "run" / "last.pt")["run_id"] == run_owner(tmp_path / "run" / RUN_FILE)
 
 
+@pytest.mark.slow
 def test_runs_started_in_the_same_second_get_folders_of_their_own(mnist_dir, tmp_path):
     results = finish([start("--data-dir", str(mnist_dir), cwd=tmp_path) for _ in range(2)])
     assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
@@ -135,8 +137,8 @@ def test_a_finished_run_has_nothing_left_to_do_until_epochs_extends_it(mnist_dir
 
 def test_an_extension_stopped_and_resumed_ends_bitwise_like_one_that_was_not(mnist_dir, tmp_path):
     config = TrainConfig(
-        data_dir=str(mnist_dir), model="improved", augment=True, schedule="restarts", batch_size=64,
-        device="cpu", save_model=True, output_dir=str(tmp_path / "whole"),
+        data_dir=str(mnist_dir), model="improved", epochs=1, augment=True, schedule="restarts",
+        batch_size=64, device="cpu", save_model=True, output_dir=str(tmp_path / "whole"),
     )  # fmt: skip
     fit(config)
     shutil.copytree(tmp_path / "whole", tmp_path / "cut")

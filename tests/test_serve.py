@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -30,15 +28,23 @@ with warnings.catch_warnings():
 
 from mnist_cnn.checkpoint import save_checkpoint
 from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.predict import predict_files
+from mnist_cnn.inference import predict_files
 from mnist_cnn.preprocess import load_image, to_mnist, to_pixels
-from mnist_cnn.serve import ClientError, Predictor, create_app, is_loopback, main, open_served_net
-from mnist_cnn.weights import ImprovedNetWeights, net_metadata, weights_bytes
+from mnist_cnn.serve import is_loopback, main, open_served_net
+from mnist_cnn.server import ClientError, Predictor, create_app
+from mnist_cnn.weights import ImprovedNetWeights
+from mnist_cnn.weights_file import net_metadata, weights_bytes
 
-from .conftest import REPO, pen_digit
-from .test_cli import assert_one_line_error
-from .test_imports import HEAVY, TRAINING
-from .test_reliability import run_main
+from .helpers import (
+    HEAVY,
+    REPO,
+    TRAINING,
+    assert_one_line_error,
+    pen_digit,
+    run_main,
+    start_server,
+    stop_server,
+)
 
 LIMIT = 300_000  # the test app's largest body, in bytes: small, so the tests send little
 
@@ -465,28 +471,6 @@ def test_only_loopback_counts_as_this_machine():
 # --- A real server -----------------------------------------------------------------------------
 
 
-def start_server(*flags: str) -> tuple[subprocess.Popen, str]:
-    """`python -m mnist_cnn.serve --port 0 --threads 1 flags` in a subprocess, and its address,
-    from the one line it prints once it listens."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "mnist_cnn.serve", "--port", "0", "--threads", "1", *flags]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line = server.stdout.readline()
-    found = re.fullmatch(r".*serve: serving \S+ at (http://127\.0\.0\.1:\d+) \(Ctrl-C stops it\)\n", line)
-    if not found:
-        server.kill()
-        pytest.fail(f"the server did not start: {line!r} {server.communicate(timeout=10)[1]}")
-    return server, found.group(1)
-
-
-def stop_server(server: subprocess.Popen) -> str:
-    """Ctrl-C; the server must stop cleanly at once. Its stderr."""
-    server.send_signal(signal.SIGINT)
-    _, err = server.communicate(timeout=20)
-    assert server.returncode == 0 and "Traceback" not in err, err
-    return err
-
-
 def raw_request(url: str, head: bytes, body_chunks: list[bytes] = ()) -> bytes:
     """Send head (and body chunks) on a plain socket; what the server answers, until it closes."""
     host, port = url.removeprefix("http://").split(":")
@@ -505,6 +489,7 @@ def raw_request(url: str, head: bytes, body_chunks: list[bytes] = ()) -> bytes:
         return answer
 
 
+@pytest.mark.slow
 def test_a_real_server_limits_bodies_on_the_wire_and_stops_cleanly_on_ctrl_c():
     import httpx
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import pen_digit
-from .test_serve import start_server, stop_server
+from .helpers import pen_digit, start_server, stop_server
+
+pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",

@@ -1,17 +1,17 @@
 """scripts/accuracy.py and scripts/ablation.py with --jobs: seeds (and rows) train in parallel
 processes, with the same results as one after another at the same thread count."""
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from .conftest import NO_NETWORK
+from mnist_cnn.sweep import job_threads, recipe_changes, recipe_config
+
+from .helpers import NO_NETWORK
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -28,6 +28,7 @@ def sweep(script: str, args: list[str], out: Path) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, args",
     [
@@ -50,25 +51,13 @@ def test_parallel_jobs_give_the_results_of_one_after_another(script, args, mnist
     assert together["wall_seconds"] > 0
 
 
-def script(name: str) -> ModuleType:
-    """scripts/<name>.py as a module (it imports its sibling scripts by name, as when it runs)."""
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-
-
 def test_parallel_jobs_share_the_cores():
-    job_threads = script("sweep").job_threads
     assert job_threads(1, None) is None  # alone: the package's own (auto) choice
     assert job_threads(2, 3) == 3  # told
     assert job_threads(64, None) == 1  # never none
 
 
 def test_accuracy_takes_the_train_commands_flags_on_top_of_the_recipe():
-    accuracy = script("accuracy")
-    recipe_config, recipe_changes = accuracy.recipe_config, accuracy.recipe_changes
     config = recipe_config(
         ["--model", "improved", "--val-split", "5000", "--batch-size", "32", "--seed", "7"]
     )

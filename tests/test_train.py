@@ -8,17 +8,9 @@ from mnist_cnn import MnistCnnError, Net, TrainConfig, fit
 from mnist_cnn.config import RECIPES, default_config
 from mnist_cnn.device import autocast, cpu_threads, select_device
 from mnist_cnn.metrics import format_test_line
-from mnist_cnn.train import evaluate, parse_args
+from mnist_cnn.train import evaluate_split, parse_args
 
-from .conftest import RAW_NAMES
-
-
-def small_config(mnist_dir, **overrides) -> TrainConfig:
-    return TrainConfig(**{"data_dir": str(mnist_dir), "batch_size": 32, "lr": 0.05, "epochs": 2, **overrides})
-
-
-def without_times(history):
-    return [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in history]
+from .helpers import RAW_NAMES, small_config, without_times
 
 
 def test_fit_learns_the_synthetic_digits(mnist_dir):
@@ -95,7 +87,7 @@ def test_evaluate_counts_correct_predictions():
         predictions = net(images).argmax(dim=1)
     labels = predictions.clone()
     labels[:10] = (labels[:10] + 1) % 10
-    loss, correct, total = evaluate(net, images, labels, batch_size=16)
+    loss, correct, total = evaluate_split(net, images, labels, batch_size=16)
     assert (correct, total) == (40, 50) and loss > 0
 
 

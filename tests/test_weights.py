@@ -26,12 +26,11 @@ from mnist_cnn import weights as weights_module
 from mnist_cnn.data import load_mnist
 from mnist_cnn.model import ImprovedNet, count_parameters
 from mnist_cnn.preprocess import to_mnist
-from mnist_cnn.train import evaluate
+from mnist_cnn.train import evaluate_split
 from mnist_cnn.weights import get_weights
+from mnist_cnn.weights_file import load_weights_file
 
-from .conftest import REPO, pen_digit, render_digit
-from .test_cli import assert_one_line_error
-from .test_reliability import run_main
+from .helpers import REPO, assert_one_line_error, pen_digit, render_digit, run_main
 
 SHIPPED = [SeedNetWeights.MNIST_V1, ImprovedNetWeights.MNIST_V1, ImprovedNetWeights.FASHION_MNIST_V1]
 
@@ -154,7 +153,7 @@ def test_export_to_safetensors_writes_what_the_shipped_files_are(tmp_path, capfd
         "mnist_cnn.export", ["--weights", "seed", "--format", "safetensors", "--output", str(out)], capfd
     )
     assert result.returncode == 0, result.stderr
-    trained = weights_module.load_weights_file(out)
+    trained = load_weights_file(out)
     reference = SeedNetWeights.MNIST_V1.state_dict()
     assert trained.dataset == "mnist" and all(
         torch.equal(v, reference[k]) for k, v in trained.model.state_dict().items()
@@ -169,6 +168,7 @@ def test_torch_hub_loads_the_nets_from_the_checkout():
     assert not torch.hub.load(str(REPO), "seed_net", source="local", weights="MNIST_V1").training
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_weights_and_they_load_once_installed(tmp_path):
     pytest.importorskip("setuptools", reason="building the wheel without network needs setuptools installed")
     build = subprocess.run(
@@ -229,7 +229,7 @@ def test_each_shipped_net_scores_on_the_real_test_set_what_its_metadata_says(wei
     )
     trained = weights.load()
     images, labels = load_mnist(folder, False, dataset=trained.dataset, normalization=trained.normalization)
-    _, correct, total = evaluate(trained.model, images, labels)
+    _, correct, total = evaluate_split(trained.model, images, labels)
     assert correct / total == weights.meta["metrics"]["test_accuracy"]
 
 
@@ -242,6 +242,6 @@ def test_predict_without_a_checkpoint_takes_the_shipped_net_of_the_data_set_name
 def test_a_weights_file_is_read_afresh_when_it_changes(tmp_path):
     path = tmp_path / "net.safetensors"
     shutil.copy(SeedNetWeights.MNIST_V1.path, path)
-    assert isinstance(weights_module.load_weights_file(path).model, Net)
+    assert isinstance(load_weights_file(path).model, Net)
     shutil.copy(ImprovedNetWeights.MNIST_V1.path, path)  # written over, in the same process
-    assert isinstance(weights_module.load_weights_file(path).model, ImprovedNet)
+    assert isinstance(load_weights_file(path).model, ImprovedNet)

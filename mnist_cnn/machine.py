@@ -1,4 +1,4 @@
-"""What the measurements ran on: CPU model, cores, torch version, device."""
+"""What a measurement ran on: CPU model, cores, torch version, device, for the captions of\nresults tables and their JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 
 def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (else what platform knows)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -33,6 +34,7 @@ def describe_machine(device: str = "cpu") -> dict:
 
 
 def caption(machine: dict) -> str:
+    """describe_machine's data as one line."""
     return (
         f"{machine['cpu']}, {machine['cores']} cores ({machine['torch_threads']} torch threads), "
         f"torch {machine['torch']}, Python {machine['python']}, device {machine['device']}"

@@ -1,0 +1,106 @@
+"""Write the tables that mirror the code into the docs, so that they cannot drift from it.
+
+    python scripts/doc_tables.py           # rewrite every generated table in place
+    python scripts/doc_tables.py --check   # exit 1, naming the file, when one is stale (CI's test)
+
+A generated table sits between two markers in a Markdown file:
+
+    <!-- generated: train-flags -->
+    ...
+    <!-- end generated -->
+
+and TABLES says how each is made. The training flags come from `python -m mnist_cnn.train`'s own
+parser, whose flags come from TrainConfig's fields: help, defaults and the improved net's recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from mnist_cnn.cli import default_text
+from mnist_cnn.config import FIELDS, RECIPES
+from mnist_cnn.train import parser as train_parser
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("**/*.md"))]
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+
+
+def cell(text: str) -> str:
+    """Text fit for a Markdown table cell: flags and file names as code, no stray pipes."""
+    text = re.sub(r"(?<![\w`])(--[\w-]+|\$[A-Z_]+|\./data|\w+/raw/|last\.pt|best\.pt)", r"`\1`", text)
+    return text.replace("|", "\\|")
+
+
+def value_text(name: str, value: object) -> str:
+    """A recipe's value for a field, as the table shows defaults."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value) if value != FIELDS[name].default else default_text(name)
+
+
+def train_flags() -> str:
+    """Every flag of `python -m mnist_cnn.train`: its default for the seed net and, where its
+    recipe differs, for the improved net."""
+    rows = ["| flag | default (seed / improved) | meaning |", "|---|---|---|"]
+    for action in train_parser()._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name = action.dest
+        if isinstance(action, argparse.BooleanOptionalAction):
+            shown = f"`--[no-]{action.option_strings[0].removeprefix('--')}`"
+        else:
+            metavar = f" {action.metavar}" if action.metavar else ""
+            shown = f"`{action.option_strings[0]}{metavar}`"
+        meaning = re.sub(r" \(default: .*\)$", "", action.help or "", flags=re.S).replace("%%", "%")
+        default = ""
+        if name in FIELDS:
+            if action.choices:
+                shown = f"`{action.option_strings[0]} {{{','.join(action.choices)}}}`"
+            if isinstance(action, argparse.BooleanOptionalAction) or action.nargs != 0:
+                default = default_text(name)
+                improved = RECIPES["improved"].get(name, FIELDS[name].default)
+                if improved != FIELDS[name].default:
+                    default = f"{default} / {value_text(name, improved)}"
+        rows.append(f"| {shown} | {cell(default)} | {cell(meaning)} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLES: dict[str, Callable[[], str]] = {"train-flags": train_flags}
+
+
+def regenerate(text: str) -> str:
+    """text with every generated block made afresh."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise SystemExit(f"no table called {name!r}; there are {', '.join(TABLES)}")
+        return f"{match.group(1)}{TABLES[name]()}{match.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
+    args = p.parse_args()
+    stale = []
+    for path in DOCS:
+        text = path.read_text()
+        fresh = regenerate(text)
+        if fresh != text:
+            stale.append(str(path.relative_to(REPO)))
+            if not args.check:
+                path.write_text(fresh)
+    if args.check and stale:
+        sys.exit(f"stale generated tables in {', '.join(stale)}: run python scripts/doc_tables.py")
+    print(f"{'stale' if stale else 'up to date'}: {', '.join(stale) or 'every generated table'}")
+
+
+if __name__ == "__main__":
+    main()
