@@ -16,6 +16,8 @@ parser, whose flags come from TrainConfig's fields: help, defaults and the impro
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import re
 import sys
 from collections.abc import Callable
@@ -23,7 +25,10 @@ from pathlib import Path
 
 from mnist_cnn.cli import default_text
 from mnist_cnn.config import FIELDS, RECIPES
+from mnist_cnn.model import build_model
 from mnist_cnn.train import parser as train_parser
+from mnist_cnn.train import print_summary
+from mnist_cnn.weights import WEIGHTS, get_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("**/*.md"))]
@@ -70,7 +75,46 @@ def train_flags() -> str:
     return "\n".join(rows) + "\n"
 
 
-TABLES: dict[str, Callable[[], str]] = {"train-flags": train_flags}
+def weights() -> str:
+    """Every shipped weights file, from its own metadata: parameters, data set, test accuracy,
+    size and sha256."""
+    rows = [
+        "| weights | file | parameters | data set | test accuracy | size | sha256 |",
+        "|---|---|---:|---|---:|---:|---|",
+    ]
+    default = get_weights("DEFAULT")
+    for enum in WEIGHTS.values():
+        for member in enum:  # an Enum's iteration leaves out its aliases: each file once
+            meta = member.meta
+            roles = ["its `DEFAULT`"] * (member is enum.DEFAULT) + ["`--weights DEFAULT`"] * (
+                member is default
+            )
+            label = f"`{member}`" + (f" ({', and '.join(roles)})" if roles else "")
+            rows.append(
+                f"| {label} | `{member.path.name}` | {meta['num_params']:,} | {meta['dataset']} "
+                f"| {100 * meta['metrics']['test_accuracy']:.2f}% | {member.path.stat().st_size // 1024} KB "
+                f"| `{meta['sha256'][:12]}` |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+def summary(model: str) -> Callable[[], str]:
+    """torchsummary's table of a net for a 1x28x28 input, as `python -m mnist_cnn.train` prints it."""
+
+    def table() -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            print_summary(build_model(model))
+        return f"```text\n{out.getvalue()}```\n"
+
+    return table
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "train-flags": train_flags,
+    "weights": weights,
+    **{f"summary-{model}": summary(model) for model in ("seed", "improved")},
+}
 
 
 def regenerate(text: str) -> str:

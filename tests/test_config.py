@@ -7,16 +7,12 @@ import argparse
 import dataclasses
 import math
 import re
-import subprocess
-import sys
 
 import pytest
 
 from mnist_cnn import MnistCnnError, TrainConfig
 from mnist_cnn.config import FIELDS, RECIPES, RESUMABLE_OVERRIDES, flag, recipe
 from mnist_cnn.train import parse_args, parser
-
-from .helpers import REPO
 
 FLAGGED = [name for name, described in FIELDS.items() if described.flag is not None]
 
@@ -122,10 +118,3 @@ def test_every_command_that_runs_a_net_defaults_to_device_auto(module):
         with pytest.raises(SystemExit):
             cli_module.main(["--help"]) if module != "serve" else cli_module.parse_args([])
     assert seen == ["auto"]
-
-
-def test_the_docs_flag_table_is_the_one_the_code_makes():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "doc_tables.py"), "--check"], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
