@@ -32,17 +32,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise MnistCnnError(f"checkpoint {path} is a folder, not a file")
     if not path.is_file():
         raise MnistCnnError(f"checkpoint {path} does not exist")
+    # An exported model is recognised before torch.load sees it: some torch releases hand a
+    # TorchScript archive to torch.jit.load, which runs its code.
+    exported = exported_format(path)
+    if exported == "torch.export":
+        raise MnistCnnError(
+            f"{path} is a torch.export program: name it .pt2 and the commands read it, when "
+            "mnist-cnn's export wrote it"
+        )
+    if exported:
+        raise MnistCnnError(
+            f"{path} is a model exported to {exported}, for other runtimes; this command takes a "
+            "checkpoint written by training (best.pt or last.pt)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error says enough
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails in many ways on bytes that are not a checkpoint
-        exported = exported_format(path)
-        if exported:
-            raise MnistCnnError(
-                f"{path} is a model exported to {exported}, for other runtimes; this command takes a "
-                "checkpoint written by training (best.pt or last.pt)"
-            ) from None
         text = str(error)
         if "WeightsUnpickler error:" in text:
             # Not torch's own advice (weights_only=False would run whatever code the file holds).
@@ -59,12 +66,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def exported_format(path: Path) -> str | None:
-    """'TorchScript' or 'ONNX' when path holds a model that mnist_cnn.export (or another
-    exporter) wrote, else None."""
+    """'TorchScript', 'ONNX' or 'torch.export' when path holds a model that mnist_cnn.export (or
+    another exporter) wrote, else None."""
     try:
         if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:  # TorchScript: a zip with the model's code
+            with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
+            if any(n.endswith("archive_format") for n in names):  # torch.export's .pt2 archive
+                return "torch.export"
+            # TorchScript: a zip with the model's code
             return (
                 "TorchScript" if any("/code/" in n or n.endswith("/constants.pkl") for n in names) else None
             )

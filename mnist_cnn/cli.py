@@ -29,7 +29,7 @@ from .weights import default_weights
 T = TypeVar("T")
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default: auto: CUDA when there is one, then MPS, else the CPU)"
-CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pt2"}
 
 
 def command_name(module: str) -> str:
@@ -107,7 +107,7 @@ def add_net_arguments(
     """The flags of a command that uses a trained net: the checkpoint (with images: `[CHECKPOINT]
     IMAGE...`, images saying what they may be; with checkpoint_flag: `--checkpoint PATH`; else an
     optional positional CHECKPOINT), --weights, --device (unless device is False) and --dataset."""
-    source = "a checkpoint written by training (best.pt), or a .safetensors file"
+    source = "a checkpoint written by training (best.pt), or a .safetensors or .pt2 file export wrote"
     # where --weights goes: beside --checkpoint, one or the other
     named: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup = p
     if images is not None:

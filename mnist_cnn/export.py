@@ -1,10 +1,11 @@
-"""`python -m mnist_cnn.export CHECKPOINT --format onnx|torchscript|safetensors --output PATH`.
+"""`python -m mnist_cnn.export CHECKPOINT --format onnx|pt2|torchscript|safetensors --output PATH`.
 
 Writes a trained net for other runtimes (see exporters.py for what the files hold).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .cli import ArgumentParser, add_net_arguments, exit_on_error, open_named_net
@@ -19,14 +20,16 @@ __getattr__ = moved(__name__, dict.fromkeys(["METADATA_FILE", "export_metadata"]
 def main(argv: list[str] | None = None) -> Path:
     """Parse flags, load the net, write the exported model."""
     p = ArgumentParser(
-        "mnist_cnn.export", description="Export a trained net to ONNX, TorchScript or safetensors."
+        "mnist_cnn.export",
+        description="Export a trained net to ONNX, a torch.export program (.pt2), TorchScript or safetensors.",
     )
     add_net_arguments(p, device=False)  # the exported net runs where its user puts it
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--output", required=True, metavar="PATH", help="the file to write")
     args = p.parse_args(argv)
     trained = open_named_net(args, args.checkpoint, default=False)
-    export_model(trained, args.format, args.output)
+    for note in export_model(trained, args.format, args.output):
+        print(f"note: {note}", file=sys.stderr)
     if args.format == "safetensors":
         print(
             f"Wrote {args.output} (safetensors): the state dict, with the model, data set and normalization in its header"

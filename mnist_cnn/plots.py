@@ -1,8 +1,11 @@
 """Pictures of a run and of a model's mistakes, drawn with matplotlib (an optional extra).
 
-Each picture has a function that builds its figure (`curves_figure`, ...) and one that writes it
-as a PNG (`draw_curves`, ...). Writes are atomic, and a place that cannot be written is an
-MnistCnnError naming the file.
+Each picture has a function that returns its figure (`curves_figure`, ...), which a notebook
+shows inline, and one that writes it as a PNG (`draw_curves`, ...). The figures are
+`matplotlib.figure.Figure`s made without pyplot: nothing here changes matplotlib's backend, or
+opens, shows or closes a figure of pyplot's, so a notebook's `%matplotlib inline` and a script's
+own figures are left as they were, and a machine with no display draws as well. Writes are
+atomic, and a place that cannot be written is an MnistCnnError naming the file.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,37 +32,33 @@ class NoMatplotlib(RuntimeError):
     """matplotlib is not installed: pictures are skipped, everything else works."""
 
 
-def _pyplot():
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib Figure made without pyplot, so that no backend or pyplot state is touched
+    (see the module's docstring); NoMatplotlib when matplotlib is not installed."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only, no window
-        import matplotlib.pyplot as plt
+        import matplotlib.figure
     except ImportError:
         raise NoMatplotlib(
             "matplotlib is not installed (pip install matplotlib): no pictures drawn"
         ) from None
-    return plt
+    return matplotlib.figure.Figure(**kwargs)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    """Write fig to path as a PNG (atomically, making the folder) and close it."""
+    """Write fig to path as a PNG (atomically, making the folder)."""
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=100)
-    finally:
-        _pyplot().close(fig)
+    fig.savefig(buffer, format="png", dpi=100)
     write_atomic(path, buffer.getvalue())
 
 
 def curves_figure(history: list[dict]) -> Figure:
     """Loss (train and test) and test accuracy against epoch, with whole-epoch ticks."""
-    plt = _pyplot()
+    fig = new_figure(figsize=(10, 4))
     from matplotlib.ticker import MaxNLocator
 
     epochs = [m["epoch"] for m in history]
     split = evaluated_split(history[0])  # the test split, or the validation split with --val-split
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [m["train_loss"] for m in history], "o-", label="train")
     loss_ax.plot(epochs, [m[f"{split}_loss"] for m in history], "o-", label=split)
     loss_ax.set(xlabel="epoch", ylabel="NLL loss", yscale="log", title="Loss")
@@ -83,8 +82,8 @@ def draw_curves(history: list[dict], path: str | os.PathLike) -> None:
 
 def confusion_figure(confusion: torch.Tensor) -> Figure:
     """A 10x10 confusion matrix (rows: true class, columns: predicted)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig = new_figure(figsize=(6, 5.5))
+    ax = fig.subplots()
     ax.imshow(confusion.log1p().numpy(), cmap="Blues")
     for (true, predicted), count in zip(
         torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
@@ -106,13 +105,11 @@ def draw_confusion(confusion: torch.Tensor, path: str | os.PathLike) -> None:
 def blank_grid(cells: int, columns: int, cell: tuple[float, float]) -> tuple[Figure, list[Axes]]:
     """A figure with room for cells axes in rows of columns, each cell (width, height) inches, all
     without frames or ticks until drawn on."""
-    plt = _pyplot()
     rows = max(1, -(-cells // columns))
     # Constrained layout keeps a suptitle clear of the first row: tight_layout lets them overlap
     # once there are a dozen rows or more.
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(columns * cell[0], rows * cell[1]), squeeze=False, layout="constrained"
-    )
+    fig = new_figure(figsize=(columns * cell[0], rows * cell[1]), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     return fig, list(axes.flat)
@@ -180,12 +177,11 @@ def map_title(cams: ClassActivationMaps, index: int, label: str, what: str = "")
 def explain_figure(explanation: Explanation, classes: tuple[str, ...]) -> Figure:
     """explain's picture: the input as the net saw it, the first layer's filters, the class maps of
     the two likeliest classes over the input, and every layer's output, named as torchsummary does."""
-    plt = _pyplot()
     image, cams, features = explanation.image[0], explanation.cams, explanation.features
     columns = 7
     rows = -(-len(features) // columns)
-    fig = plt.figure(figsize=(2.1 * columns, 3.6 + 1.7 * rows), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[3.6, 1.7 * rows])
+    fig = new_figure(figsize=(2.1 * columns, 3.6 + 1.7 * rows), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.6, 1.7 * rows], squeeze=False)[:, 0]
 
     ax_input, ax_filters, *ax_maps = top.subplots(1, 4)
     ax_input.imshow(image.numpy(), cmap="gray")
@@ -209,7 +205,9 @@ def explain_figure(explanation: Explanation, classes: tuple[str, ...]) -> Figure
         fontsize=10,
     )
 
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(bad="white")
     grid = bottom.subplots(rows, columns, squeeze=False).flat  # the last row may have cells to spare
     for ax, (name, output) in zip(grid, features.items(), strict=False):
         ax.imshow(mosaic(output), cmap=cmap)

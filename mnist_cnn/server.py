@@ -34,7 +34,7 @@ from PIL import Image
 from .cam import predicted_class_map
 from .checkpoint import TrainedModel
 from .data import DATASETS
-from .errors import MnistCnnError
+from .errors import MnistCnnError, first_line
 from .inference import notes_on, predict_digits
 from .model import count_parameters
 from .preprocess import load_digit, to_pixels
@@ -385,14 +385,17 @@ async def read_upload(request: "Request") -> tuple[bytes, str | None]:
 
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        # max_files: one image; the form's files (spooled to disk past 1 MB) close on leaving.
-        async with request.form(max_files=1, max_fields=10) as form:
+        # max_files: one image; the form's files (spooled to disk past 1 MB) are closed after.
+        form = await parse_form(request)
+        try:
             upload = form.get("file")
             if upload is None:
                 raise ClientError(422, "the form has no field 'file': send the image as file=@digit.png")
             if not isinstance(upload, UploadFile):
                 raise ClientError(422, "the form's field 'file' holds text, not a file")
             data, filename = await upload.read(), clean_name(upload.filename)
+        finally:
+            await form.close()
     elif kind in RAW_TYPES or kind.startswith("image/"):
         data, filename = await request.body(), None
     else:
@@ -404,6 +407,20 @@ async def read_upload(request: "Request") -> tuple[bytes, str | None]:
     if not data:
         raise ClientError(400, f"{filename or 'the upload'} is empty (0 bytes)")
     return data, filename
+
+
+async def parse_form(request: "Request") -> Any:
+    """The request's multipart form, or a ClientError 400 for a damaged one. (Starlette answers
+    400 itself since 0.37; before, python-multipart's own errors reached the app.)"""
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+
+    try:
+        return await request.form(max_files=1, max_fields=10)
+    except (HTTPException, ClientDisconnect, BodyTooLarge):
+        raise
+    except Exception as error:  # python-multipart's parse errors, in the Starlette releases that pass them on
+        raise ClientError(400, f"invalid multipart form ({first_line(error)})") from None
 
 
 def add_error_handlers(app: "FastAPI") -> None:

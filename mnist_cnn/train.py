@@ -345,8 +345,9 @@ def train_epochs(
 
 
 def progress_bar(images: int, batch_size: int, epoch: int) -> tqdm:
-    """A tqdm bar over an epoch's batches; tqdm is imported only when a bar is shown."""
-    from tqdm import tqdm
+    """A tqdm bar over an epoch's batches: a notebook's widget in Jupyter, text in a terminal
+    (tqdm.auto); tqdm is imported only when a bar is shown."""
+    from tqdm.auto import tqdm
 
     return tqdm(total=-(-images // batch_size), desc=f"Epoch {epoch}", unit="batch")
 

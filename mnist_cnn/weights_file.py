@@ -38,6 +38,17 @@ def read_metadata(path: Path) -> dict[str, Any]:
         raise MnistCnnError(f"{path} is not a readable safetensors file ({first_line(error)})") from None
 
 
+def read_metadata_bytes(data: bytes, source: str | os.PathLike) -> dict[str, Any]:
+    """read_metadata for a safetensors file's bytes held in memory (inside a .pt2, say): its header
+    is an 8-byte little-endian length, then that much JSON, whose __metadata__ holds ours."""
+    try:
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        return json.loads(header["__metadata__"][METADATA_KEY])
+    except (ValueError, KeyError, TypeError):
+        raise MnistCnnError(f"{source} does not hold an mnist-cnn weights file") from None
+
+
 def read_checked(path: Path, sha256: str) -> bytes:
     """path's bytes, when their sha256 is the one expected; a damaged file is an MnistCnnError."""
     try:

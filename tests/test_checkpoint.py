@@ -2,6 +2,7 @@ import csv
 import dataclasses
 import json
 import pickle
+import sys
 
 import pytest
 import torch
@@ -13,11 +14,9 @@ from mnist_cnn import (
     fit,
     load_checkpoint,
     load_model,
-    plots,
     save_checkpoint,
 )
 from mnist_cnn.data import DATASETS
-from mnist_cnn.plots import NoMatplotlib
 from mnist_cnn.runs import resume_config
 
 from .helpers import StopAfterFirstEpoch, stop_after_first_epoch
@@ -130,10 +129,8 @@ def test_every_run_with_an_output_dir_writes_metrics_and_curves(mnist_dir, tmp_p
 
 
 def test_without_matplotlib_the_run_works_and_says_so_once(mnist_dir, tmp_path, monkeypatch, capsys):
-    def no_pyplot():
-        raise NoMatplotlib("matplotlib is not installed")
-
-    monkeypatch.setattr(plots, "_pyplot", no_pyplot)
+    for module in ("matplotlib", "matplotlib.figure"):  # as if it were not installed
+        monkeypatch.setitem(sys.modules, module, None)
     fit(TrainConfig(data_dir=str(mnist_dir), batch_size=64, epochs=2, output_dir=str(tmp_path)))
     assert capsys.readouterr().err.count("matplotlib is not installed") == 1
     assert (tmp_path / "metrics.csv").exists() and not (tmp_path / "curves.png").exists()

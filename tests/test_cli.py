@@ -64,6 +64,7 @@ def test_default_data_dir_is_data_in_the_working_directory(tmp_path):
     assert_one_line_error(result, os.path.join("data", "MNIST", "raw"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--epochs", "two"], ["--lr", "-1"]])
 def test_bad_flags_are_one_line_errors_from_a_real_shell_command(mnist_dir, args):
     """One argparse error and one value check, as a user's shell sees them; every bad flag is in
@@ -71,6 +72,7 @@ def test_bad_flags_are_one_line_errors_from_a_real_shell_command(mnist_dir, args
     assert_one_line_error(run(*args, "--data-dir", str(mnist_dir)), args[0])
 
 
+@pytest.mark.slow
 def test_help_lists_the_pytorch_examples_flags():
     result = run("--help")
     assert result.returncode == 0

@@ -13,8 +13,9 @@ from mnist_cnn.data import (
     read_split,
     resolve_data_dir,
 )
+from mnist_cnn.synthetic import synthetic_digits
 
-from .helpers import synthetic_digits, write_mnist
+from .helpers import write_mnist
 
 
 def test_load_mnist_gives_normalized_tensors(mnist_dir):

@@ -52,6 +52,7 @@ def test_draw_pictures_draws_the_first_mistakes(tmp_path):
     assert all(Path(path).read_bytes()[:4] == b"\x89PNG" for path in drawn)
 
 
+@pytest.mark.slow
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path):
     assert_one_line_error(run(str(tmp_path / "nope.pt"), module="mnist_cnn.evaluate"), "nope.pt")
 

@@ -320,6 +320,7 @@ def test_the_real_command_line_gives_the_same_one_line(tmp_path):
     assert_one_line_error(result, "nope.png: no such file")
 
 
+@pytest.mark.slow
 def test_explain_imports_no_training_machinery():
     added = imported_by("mnist_cnn.explain")
     assert "mnist_cnn.explain" in added

@@ -8,7 +8,12 @@ from .helpers import HEAVY, TRAINING, imported_by
 
 @pytest.mark.parametrize(
     "module",
-    ["mnist_cnn", "mnist_cnn.predict", "mnist_cnn.export", "mnist_cnn.evaluate", "mnist_cnn.preprocess"],
+    [
+        "mnist_cnn",
+        "mnist_cnn.predict",
+        *(pytest.param(m, marks=pytest.mark.slow) for m in ("mnist_cnn.export", "mnist_cnn.evaluate")),
+        pytest.param("mnist_cnn.preprocess", marks=pytest.mark.slow),
+    ],
 )
 def test_using_a_trained_net_imports_no_training_machinery(module):
     added = imported_by(module)

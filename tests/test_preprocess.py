@@ -124,7 +124,8 @@ def test_16_bit_and_float_images_are_scaled_by_their_own_range(tmp_path, dtype, 
     path = tmp_path / f"d.{fmt.lower()}"
     Image.fromarray(values).save(path, fmt)
     image = load_image(path)
-    assert image.mode == mode  # the file really holds values beyond 8 bits
+    # The file really holds values beyond 8 bits (Pillow before 10.3 reads a 16-bit PNG as "I").
+    assert image.mode.split(";")[0] == mode.split(";")[0]
     a, b = ink_of(to_mnist(gray)), ink_of(to_mnist(image))
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.9
 

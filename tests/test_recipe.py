@@ -18,9 +18,10 @@ from mnist_cnn.metrics import format_test_line
 from mnist_cnn.model import build_model
 from mnist_cnn.optim import exponential_average
 from mnist_cnn.runs import Learner, resume_config
+from mnist_cnn.synthetic import write_idx
 from mnist_cnn.train import parse_args, train_epoch
 
-from .helpers import StopAfterFirstEpoch, small_config, stop_after_first_epoch, without_times, write_idx
+from .helpers import StopAfterFirstEpoch, small_config, stop_after_first_epoch, without_times
 
 
 def test_the_validation_split_is_held_out_of_training_and_replaces_the_test_split(mnist_dir):

@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from mnist_cnn import MnistCnnError, TrainConfig, fit, load_checkpoint, plots, save_checkpoint
+from mnist_cnn import MnistCnnError, TrainConfig, fit, load_checkpoint, save_checkpoint
 from mnist_cnn.metrics import write_metrics
 from mnist_cnn.runs import RUN_FILE, claim_output_dir, resume_config, run_owner
 from mnist_cnn.train import main
@@ -193,10 +193,8 @@ def test_a_dry_run_writes_nothing(mnist_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_without_matplotlib_the_last_line_does_not_promise_curves(mnist_dir, tmp_path, monkeypatch, capsys):
-    def no_pyplot():
-        raise plots.NoMatplotlib("matplotlib is not installed")
-
-    monkeypatch.setattr(plots, "_pyplot", no_pyplot)
+    for module in ("matplotlib", "matplotlib.figure"):  # as if it were not installed
+        monkeypatch.setitem(sys.modules, module, None)
     main(["--data-dir", str(mnist_dir), "--output-dir", str(tmp_path / "run"), "--no-progress"])
     last_line = capsys.readouterr().out.splitlines()[-1]
     assert last_line.startswith("Metrics (no curves") and "curves.png" not in os.listdir(tmp_path / "run")

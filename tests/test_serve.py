@@ -378,6 +378,7 @@ def test_docs_describe_the_api(client):
     assert "multipart/form-data" in body and "image/*" in body
 
 
+@pytest.mark.slow
 def test_serving_imports_no_training_machinery():
     code = (
         "import sys, json; import torch; before = set(sys.modules); "
