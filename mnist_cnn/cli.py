@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import typing
 from collections.abc import Callable
@@ -17,11 +18,13 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch.distributed
+
 from .checkpoint import TrainedModel
 from .config import FIELDS, TrainConfig, flag
 from .data import DATASETS
 from .device import select_device
-from .errors import MnistCnnError, TrainingInterrupted
+from .errors import MnistCnnError, TrainingInterrupted, first_line
 from .loading import open_net
 from .preprocess import IMAGE_SUFFIXES
 from .weights import default_weights
@@ -30,6 +33,20 @@ T = TypeVar("T")
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default: auto: CUDA when there is one, then MPS, else the CPU)"
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pt2"}
+
+
+def lost_peers(error: RuntimeError) -> str | None:
+    """What went wrong, in a few words, when error is a collective's failure under torchrun
+    because another process of the run died or never came; None for any other error."""
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return None
+    text = first_line(error)
+    if not isinstance(error, torch.distributed.DistError) and not re.search(
+        r"gloo|nccl|NCCL|Connection", text
+    ):
+        return None
+    # gloo says where in its sources before what happened: "[.../pair.cc:545] Read error ..."
+    return re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0]
 
 
 def command_name(module: str) -> str:
@@ -60,9 +77,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
-    """Turn MnistCnnError and Ctrl-C into one line on stderr and a non-zero exit, no traceback.
+    """Turn MnistCnnError, Ctrl-C and a lost torchrun peer into one line on stderr and a
+    non-zero exit, no traceback.
 
-    Exit status 2 for the user's errors; 128 + the signal for an interrupted run (130 for
+    Exit status 2 for the user's errors and for a process of the run that died (torchrun then
+    restarts the group, with --max-restarts); 128 + the signal for an interrupted run (130 for
     Ctrl-C, 143 for SIGTERM), as shells do. With --debug the traceback is shown instead. Under
     torchrun, the processes other than rank 0 say which they are.
     """
@@ -89,6 +108,11 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
                 raise
             print(f"{who}interrupted", file=sys.stderr)
             raise SystemExit(130) from None
+        except RuntimeError as error:  # gloo's and nccl's errors, when another process of the run died
+            if debug or not lost_peers(error):
+                raise
+            print(f"{who}error: lost the other processes of the run ({lost_peers(error)})", file=sys.stderr)
+            raise SystemExit(2) from None
 
     return wrapper
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import secrets
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -64,7 +67,7 @@ def process_group(device: torch.device) -> Iterator[None]:
         raise MnistCnnError(f"--device {device.type}: torchrun training runs on cpu or cuda only")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield
         # Leave together: a process that tears its connections down while another is still
@@ -72,6 +75,61 @@ def process_group(device: torch.device) -> Iterator[None]:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def init_process_group(backend: str) -> None:
+    """dist.init_process_group from torchrun's environment, with this attempt's keys apart from an
+    earlier attempt's. torchrun keeps one store for all the attempts of a run it restarts
+    (--max-restarts, and a machine that rejoins): under the same keys, a restarted process may
+    read the address of a process of the attempt that died, and the group never forms
+    (connection refused, or a hang). Nor do the processes share an attempt number: each machine
+    counts its own restarts. So they agree on one first (see agree_on_attempt)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        dist.init_process_group(backend)
+        return
+    rank, size = int(os.environ["RANK"]), launched_processes()
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=GROUP_TIMEOUT
+    )
+    attempt = agree_on_attempt(store, rank, size)
+    prefixed = dist.PrefixStore(f"mnist_cnn/attempt_{attempt}", store)
+    dist.init_process_group(backend, store=prefixed, rank=rank, world_size=size, timeout=GROUP_TIMEOUT)
+
+
+GROUP_TIMEOUT = timedelta(minutes=30)  # torch's own default for gloo
+
+
+def agree_on_attempt(store: dist.Store, rank: int, size: int, poll: float = 0.05) -> int:
+    """A number that every process of this attempt gets and no earlier attempt had, through a
+    store that may still hold an earlier attempt's keys.
+
+    Rank 0 counts attempts (store.add: a new number each time). Every other process says hello
+    under its rank with a nonce of its own; rank 0 answers every hello it sees with the number,
+    under a key made of that nonce, which no earlier attempt can have written; each process then
+    acknowledges under the number itself, which is new. Rank 0 answers hellos (stale ones too:
+    their answers are never read) until all have acknowledged."""
+    if rank == 0:
+        attempt = store.add("mnist_cnn/attempts", 1)
+        waiting, answered = set(range(1, size)), set()
+        deadline = time.monotonic() + GROUP_TIMEOUT.total_seconds()
+        while waiting:
+            for other in list(waiting):
+                if store.check([f"mnist_cnn/hello/{other}"]):
+                    nonce = store.get(f"mnist_cnn/hello/{other}").decode()
+                    if nonce not in answered:
+                        store.set(f"mnist_cnn/welcome/{nonce}", str(attempt))
+                        answered.add(nonce)
+                if store.check([f"mnist_cnn/ack/{attempt}/{other}"]):
+                    waiting.discard(other)
+            if time.monotonic() > deadline:
+                raise MnistCnnError(f"processes {sorted(waiting)} of the run never joined attempt {attempt}")
+            time.sleep(poll)
+        return attempt
+    nonce = secrets.token_hex(8)
+    store.set(f"mnist_cnn/hello/{rank}", nonce)
+    attempt = int(store.get(f"mnist_cnn/welcome/{nonce}"))  # waits for it, up to the store's timeout
+    store.set(f"mnist_cnn/ack/{attempt}/{rank}", "1")
+    return attempt
 
 
 def share(tensor: torch.Tensor) -> torch.Tensor:
@@ -135,16 +193,22 @@ def average_buffers(model: nn.Module) -> None:
             buffer /= world_size()
 
 
+def local_rank() -> int:
+    """This process's number among those torchrun started on its machine: 0 without torchrun."""
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
 @contextlib.contextmanager
 def main_process_first() -> Iterator[None]:
-    """Rank 0 runs the body first (a download, say), then the others; an error in rank 0's stops
-    them all instead of leaving them waiting."""
+    """Each machine's first process (LOCAL_RANK 0) runs the body first (a download into that
+    machine's data folder, say), then the others: machines need not share a folder. An error in
+    a first process's body stops them all instead of leaving them waiting."""
     if world_size() == 1:
         yield
         return
-    if not is_main():
+    if local_rank() != 0:
         if not _all_succeeded(True):
-            raise MnistCnnError("rank 0 could not get the data; see its message")
+            raise MnistCnnError("the first process of a machine could not get the data; see its message")
         yield
         return
     try:

@@ -37,11 +37,14 @@ def new_figure(**kwargs: Any) -> Figure:
     (see the module's docstring); NoMatplotlib when matplotlib is not installed."""
     try:
         import matplotlib.figure
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
         raise NoMatplotlib(
             "matplotlib is not installed (pip install matplotlib): no pictures drawn"
         ) from None
-    return matplotlib.figure.Figure(**kwargs)
+    figure = matplotlib.figure.Figure(**kwargs)
+    FigureCanvasAgg(figure)  # its own canvas, to draw on and lay out with: no backend is chosen
+    return figure
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:

@@ -123,6 +123,17 @@ def claim_output_dir(output_dir: Path, run_id: str, *, overwrite: bool = False, 
             tmp.unlink(missing_ok=True)
 
 
+def earlier_attempt(output_dir: Path) -> bool:
+    """Whether output_dir holds only the run.json of an earlier attempt of this very command (a
+    process restarted with the same arguments before it saved anything), which it may take over."""
+    try:
+        record = json.loads((output_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    nothing_saved = not any((output_dir / name).exists() for name in RUN_OUTPUTS)
+    return isinstance(record, dict) and record.get("command") == sys.argv and nothing_saved
+
+
 def run_owner(marker: Path) -> str | None:
     """The run id in a run.json, None when there is none ("?" when it cannot be read)."""
     try:
@@ -260,13 +271,16 @@ def save_run(output_dir: Path, checkpoint: dict, save_model: bool) -> None:
         save_checkpoint(output_dir / "best.pt", checkpoint)
 
 
-def draw_run_curves(output_dir: Path, history: History) -> None:
+def draw_run_curves(output_dir: Path, history: History, quiet: bool = False) -> None:
     """curves.png, once, when the run ends or stops: importing matplotlib and drawing take about
-    a second, which every epoch would pay again."""
+    a second, which every epoch would pay again. A picture that cannot be drawn or written (no
+    matplotlib, a full disk) is a note, or with quiet nothing (when an error stopped the run,
+    which must not be hidden by the picture's): the metrics and checkpoints are written by then."""
     try:
         draw_curves(history, output_dir / "curves.png")
-    except NoMatplotlib as error:
-        print(f"note: {error}", file=sys.stderr)
+    except (NoMatplotlib, MnistCnnError) as error:
+        if not quiet:
+            print(f"note: {error}", file=sys.stderr)
 
 
 def interrupted(output_dir: Path | None, checkpoint: dict, signal_number: int) -> TrainingInterrupted:

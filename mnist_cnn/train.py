@@ -8,6 +8,7 @@ Under torchrun, each process takes its share of every batch (see distributed.py)
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -38,6 +39,7 @@ from .runs import (
     SavedRun,
     default_output_dir,
     draw_run_curves,
+    earlier_attempt,
     interrupted,
     output_folder,
     resume_config,
@@ -215,9 +217,18 @@ def fit(
             on_start(describe(run, device, threads))
         try:
             train_epochs(run, data, output_dir, threads, stop, on_epoch, progress)
-        finally:
+        except BaseException:  # the curves of what was trained, without a word: the error says what matters
+            if output_dir is not None and run.history:
+                draw_run_curves(output_dir, run.history, quiet=True)
+            raise
+        else:
             if output_dir is not None and run.history:
                 draw_run_curves(output_dir, run.history)
+        finally:
+            # DDP holds the process group: let go of it before the group is destroyed, or its
+            # gloo threads die with the interpreter and abort the process at exit.
+            run.learner.net = None
+            gc.collect()
     return run.history
 
 
@@ -386,7 +397,8 @@ def parser() -> ArgumentParser:
         "--resume",
         metavar="CHECKPOINT",
         help="continue the run saved in CHECKPOINT (a last.pt), in its folder; with --epochs N, "
-        "train a finished run further",
+        "train a finished run further; auto: go on from --output-dir's last.pt if there is one, else "
+        "start (for torchrun --max-restarts and Slurm --requeue)",
     )
     add("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -400,11 +412,30 @@ def parse_args(argv: list[str] | None = None) -> Command:
         args["device"] = "cpu"
     del args["debug"]
     progress, overwrite, resume = not args.pop("no_progress"), args.pop("overwrite"), args.pop("resume")
+    if resume == "auto":
+        return auto_resume(args, progress, overwrite)
     if resume is not None:
         saved = SavedRun.open(resume)
         return Command(resume_config(saved, **args), progress, saved, overwrite)
     args.setdefault("output_dir", str(default_output_dir()))
     return Command(TrainConfig(**args), progress, None, overwrite)
+
+
+def auto_resume(args: dict[str, Any], progress: bool, overwrite: bool) -> Command:
+    """--resume auto: go on from --output-dir's last.pt when there is one, else start there,
+    saving last.pt every epoch. What torchrun --max-restarts and Slurm --requeue restart, with the
+    same flags, goes on where it stopped, as the same run: a folder holding only run.json from
+    this command's earlier attempt is taken over, as nothing in it was saved yet."""
+    if "output_dir" not in args:
+        raise MnistCnnError(
+            "--resume auto goes on in --output-dir: name the folder, as a restart gives it again"
+        )
+    args["save_model"] = True
+    output_dir = Path(args["output_dir"])
+    if (output_dir / "last.pt").is_file():
+        saved = SavedRun.open(output_dir / "last.pt")
+        return Command(resume_config(saved, **args), progress, saved, overwrite)
+    return Command(TrainConfig(**args), progress, None, overwrite or earlier_attempt(output_dir))
 
 
 @exit_on_error

@@ -21,7 +21,7 @@ from dataclasses import replace
 from mnist_cnn import TrainConfig, build_model, count_parameters
 from mnist_cnn.config import IMPROVED_V1, recipe
 from mnist_cnn.machine import caption, describe_machine
-from mnist_cnn.sweep import add_sweep_flags, run_rows, sweep_caption
+from mnist_cnn.sweep import add_sweep_flags, engine_from_args, run_rows, sweep_caption
 
 SEED_RECIPE_ROWS: list[tuple[str, dict]] = [
     ("seed Net (seed recipe: one-cycle, lr 0.03)", {}),
@@ -88,7 +88,7 @@ def main() -> None:
         if not args.no_test:
             runs[f"test: {name}"] = config
     start = time.perf_counter()
-    results = run_rows(runs, args.seeds, args.jobs, args.threads)
+    results = run_rows(runs, args.seeds, engine_from_args(args, "ablation"), args.threads)
     wall = time.perf_counter() - start
 
     machine = describe_machine(args.device)

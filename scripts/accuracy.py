@@ -23,7 +23,14 @@ import time
 from mnist_cnn.config import flag
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.machine import caption, describe_machine
-from mnist_cnn.sweep import add_sweep_flags, recipe_changes, recipe_config, run_seeds, sweep_caption
+from mnist_cnn.sweep import (
+    add_sweep_flags,
+    engine_from_args,
+    recipe_changes,
+    recipe_config,
+    run_seeds,
+    sweep_caption,
+)
 
 
 def main() -> None:
@@ -43,7 +50,7 @@ def main() -> None:
         p.error(str(error))
     changes = recipe_changes(config)
     start = time.perf_counter()
-    result = run_seeds(config, args.seeds, args.jobs, args.threads)
+    result = run_seeds(config, args.seeds, engine_from_args(args, "accuracy"), args.threads)
     wall = time.perf_counter() - start
 
     machine = describe_machine(config.device)

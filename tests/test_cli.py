@@ -94,3 +94,27 @@ def test_help_and_version_name_the_command_as_it_was_called():
     assert result.stdout.startswith("usage: mnist-cnn-train")
     result = subprocess.run([script, "--version"], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == f"mnist-cnn-train (mnist-cnn) {__version__}"
+
+
+def test_a_lost_torchrun_peer_is_one_line_and_other_errors_are_not_hidden(monkeypatch, capsys):
+    from mnist_cnn.cli import exit_on_error
+
+    def failing(error):
+        return exit_on_error(lambda argv: (_ for _ in ()).throw(error))
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    gloo = RuntimeError(
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:1937: Connection reset by peer. This is typically caused by ..."
+    )
+    with pytest.raises(SystemExit) as stopped:
+        failing(gloo)([])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "rank 1: error: lost the other processes of the run (Read error [127.0.0.1]:1937: Connection reset by peer)\n"
+    )
+    with pytest.raises(RuntimeError, match="an unrelated bug"):
+        failing(RuntimeError("an unrelated bug"))([])
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(RuntimeError, match="Connection reset"):  # one process: no peers to lose
+        failing(gloo)([])

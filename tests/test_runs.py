@@ -17,9 +17,9 @@ import torch
 from mnist_cnn import MnistCnnError, TrainConfig, fit, load_checkpoint, save_checkpoint
 from mnist_cnn.metrics import write_metrics
 from mnist_cnn.runs import RUN_FILE, claim_output_dir, resume_config, run_owner
-from mnist_cnn.train import main
+from mnist_cnn.train import main, parse_args
 
-from .helpers import NO_NETWORK
+from .helpers import NO_NETWORK, StopAfterFirstEpoch, stop_after_first_epoch
 
 
 def folder_contents(folder):
@@ -86,14 +86,6 @@ def test_claiming_a_folder_is_exclusive_and_a_run_may_reclaim_its_own(tmp_path):
         claim_output_dir(tmp_path / "file", "c")
     with pytest.raises(MnistCnnError, match="cannot be written"):
         claim_output_dir(tmp_path / "file" / "run", "c")
-
-
-class StopAfterFirstEpoch(Exception):
-    pass
-
-
-def stop_after_first_epoch(metrics):
-    raise StopAfterFirstEpoch
 
 
 def test_a_moved_run_resumes_in_its_own_folder_not_the_one_it_was_started_in(
@@ -229,3 +221,38 @@ def test_a_checkpoint_from_before_run_ids_can_be_resumed_again_after_a_failed_re
         fit(resume_config(last), resume=last, on_start=die)
     history = fit(resume_config(last), resume=last)  # not refused as "another run"
     assert [m["epoch"] for m in history] == [1, 2]
+
+
+def test_resume_auto_starts_where_there_is_no_last_pt_and_goes_on_where_there_is_one(
+    mnist_dir, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    flags = ["--data-dir", str(mnist_dir), "--epochs", "2", "--resume", "auto", "--output-dir", str(out)]
+    monkeypatch.setattr(sys, "argv", ["mnist_cnn.train", *flags])
+    fresh = parse_args(flags)
+    assert fresh.resume is None and fresh.config.save_model and not fresh.overwrite  # saves to go on from
+    with pytest.raises(StopAfterFirstEpoch):
+        fit(fresh.config, on_epoch=stop_after_first_epoch)
+    again = parse_args(flags)
+    assert again.resume is not None and again.resume.path == out / "last.pt"
+    fit(again.config, resume=again.resume)
+    whole = fit(dataclasses.replace(fresh.config, output_dir=str(tmp_path / "whole")))
+    assert [m["test_loss"] for m in load_checkpoint(out / "last.pt")["history"]] == [
+        m["test_loss"] for m in whole
+    ]
+
+
+def test_resume_auto_takes_over_only_its_own_earlier_attempt(mnist_dir, tmp_path, monkeypatch, capfd):
+    flags = ["--data-dir", str(mnist_dir), "--resume", "auto", "--output-dir", str(tmp_path), "--no-progress"]
+    monkeypatch.setattr(sys, "argv", ["mnist_cnn.train", *flags])
+    (tmp_path / RUN_FILE).write_text(json.dumps({"run_id": "earlier", "command": sys.argv}))
+    assert parse_args(flags).overwrite  # only run.json, of this command: an attempt that saved nothing
+    (tmp_path / RUN_FILE).write_text(
+        json.dumps({"run_id": "other", "command": ["mnist_cnn.train", "--lr", "9"]})
+    )
+    assert not parse_args(flags).overwrite
+    with pytest.raises(SystemExit):
+        main(flags)
+    assert "holds another run" in capfd.readouterr().err
+    with pytest.raises(MnistCnnError, match="--resume auto goes on in --output-dir"):
+        parse_args(["--resume", "auto"])

@@ -1,15 +1,29 @@
-"""scripts/accuracy.py and scripts/ablation.py with --jobs: seeds (and rows) train in parallel
-processes, with the same results as one after another at the same thread count."""
+"""scripts/accuracy.py and scripts/ablation.py, through submitit: with --jobs, seeds (and rows)
+train in parallel processes, with the same results as one after another at the same thread
+count; an interrupted sweep, run again, trains only what it had not finished."""
 
+import argparse
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from mnist_cnn.sweep import job_threads, recipe_changes, recipe_config
+from mnist_cnn import MnistCnnError, TrainConfig
+from mnist_cnn.sweep import (
+    Results,
+    add_sweep_flags,
+    engine_from_args,
+    job_threads,
+    recipe_changes,
+    recipe_config,
+    run_key,
+)
 
 from .helpers import NO_NETWORK
 
@@ -17,8 +31,17 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def sweep(script: str, args: list[str], out: Path) -> dict:
+    """The script's --json, run in a sweep folder of its own (out's name, beside it)."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / script), *args, "--json", str(out)],
+        [
+            sys.executable,
+            str(SCRIPTS / script),
+            *args,
+            "--json",
+            str(out),
+            "--sweep-dir",
+            str(out.with_suffix("")),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, **NO_NETWORK},
@@ -66,3 +89,60 @@ def test_accuracy_takes_the_train_commands_flags_on_top_of_the_recipe():
     assert recipe_changes(config) == {"batch_size": 32}  # the seed is --seeds'; the split, the caption's
     assert recipe_config(["--device", "cuda"]).device == "cuda"
     assert recipe_changes(recipe_config([])) == {}
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_run_again_trains_only_what_it_had_not_finished(mnist_dir, tmp_path):
+    args = ["--seeds", "1", "2", "3", "--data-dir", str(mnist_dir), "--threads", "1", "--jobs", "1"]
+    whole = sweep("accuracy.py", args, tmp_path / "whole.json")
+    folder = tmp_path / "cut"
+    command = [sys.executable, str(SCRIPTS / "accuracy.py"), *args, "--sweep-dir", str(folder)]
+    process = subprocess.Popen(command, env={**os.environ, **NO_NETWORK}, start_new_session=True)
+    results = folder / "results.jsonl"
+    deadline = time.monotonic() + 300
+    while not (results.exists() and results.read_text().count("\n") >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, "the sweep ended before it was cut"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep and the run it was training
+    process.wait()
+    finished = results.read_text().count("\n")
+    with open(results, "a") as file:  # a line cut short by the kill, as a crash mid-write leaves one
+        file.write('{"key": "1234')
+    again = subprocess.run(
+        [*command, "--json", str(tmp_path / "again.json")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **NO_NETWORK},
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{3 - finished} of 3 runs to train ({finished} already in" in again.stderr
+    assert json.loads((tmp_path / "again.json").read_text())["accuracy"] == whole["accuracy"]
+
+
+def test_the_results_file_keeps_whole_lines_and_skips_a_cut_one(tmp_path):
+    config = TrainConfig(epochs=1, seed=3)
+    results = Results(tmp_path / "results.jsonl")
+    assert results.get(config) is None
+    results.add(config, [{"epoch": 1, "test_accuracy": 0.5}])
+    with open(tmp_path / "results.jsonl", "a") as file:
+        file.write('{"key": "cut sh')  # a sweep killed while it wrote
+    again = Results(tmp_path / "results.jsonl")
+    assert again.get(config) == [{"epoch": 1, "test_accuracy": 0.5}]
+    assert again.get(dataclasses.replace(config, seed=4)) is None
+    assert (
+        run_key(config)
+        == run_key(TrainConfig(epochs=1, seed=3))
+        != run_key(dataclasses.replace(config, lr=0.1))
+    )
+
+
+def test_slurm_parameters_are_key_value_pairs():
+    parser = argparse.ArgumentParser()
+    add_sweep_flags(parser)
+    engine = engine_from_args(
+        parser.parse_args(["--cluster", "slurm", "--slurm", "partition=cpu", "time=60"]), "x"
+    )
+    assert engine.slurm == {"partition": "cpu", "time": "60"} and engine.folder == Path("runs/sweeps/x")
+    with pytest.raises(MnistCnnError, match="--slurm takes KEY=VALUE"):
+        engine_from_args(parser.parse_args(["--slurm", "partition"]), "x")
