@@ -13,7 +13,10 @@ import argparse
 import contextlib
 import ipaddress
 import math
+import os
+import re
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +28,14 @@ from .cli import ArgumentParser, add_net_arguments, command_name, exit_on_error,
 from .device import select_device
 from .errors import MnistCnnError, moved
 from .loading import open_net
-from .server import MAX_UPLOAD_MB, create_app, describe_net, need_serve_extra
+from .server import (
+    MAX_UPLOAD_MB,
+    REQUEST_TIMEOUT,
+    create_app,
+    deadline_protocol,
+    describe_net,
+    need_serve_extra,
+)
 from .weights import get_weights
 
 # The app, where it was before it had a module of its own (server.py).
@@ -35,11 +45,11 @@ __getattr__ = moved(
         [
             *("STATIC", "MAX_PIXELS", "UPLOAD_FORMATS", "RAW_TYPES", "PAGE_HEADERS", "ClientError"),
             *("BodyTooLarge", "BodyLimit", "send_error", "Predictor", "class_map_numbers", "png_data_url"),
-            *("clean_name", "PREDICT_BODY", "PREDICT_EXAMPLE", "EXPLAIN_EXAMPLE", "ERROR_RESPONSES"),
-            *("read_upload", "add_error_handlers"),
+            *("clean_name", "read_upload", "add_error_handlers"),
         ],
         ".server",
-    ),
+    )
+    | dict.fromkeys(["PREDICT_BODY", "PREDICT_EXAMPLE", "EXPLAIN_EXAMPLE", "ERROR_RESPONSES"], ".contract"),
 )
 
 
@@ -139,6 +149,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"the largest request body (default: {MAX_UPLOAD_MB:g})",
     )
     p.add_argument(
+        "--request-timeout",
+        type=at_least(0.001, float),
+        default=REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="the longest a request may take to arrive, headers and body; a slower one is answered "
+        "408 and its connection closed (default: %(default)g)",
+    )
+    p.add_argument(
         "--threads",
         type=at_least(1),
         default=1,
@@ -157,6 +175,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="requests that may wait for a worker; more are answered 503 at once (default: %(default)s)",
     )
     return p.parse_args(argv)
+
+
+def start_in_background(*flags: str, threads: int = 1) -> tuple[subprocess.Popen, str]:
+    """`python -m mnist_cnn.serve --port 0 --threads N flags` in a subprocess (its output piped),
+    and its address, read from the line it prints once it listens: for tests and load tests. A
+    server that does not start is a MnistCnnError with what it said."""
+    command = [sys.executable, "-m", "mnist_cnn.serve", "--port", "0", "--threads", str(threads), *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert server.stdout is not None
+    line = server.stdout.readline()  # "...serve: serving NAME at http://HOST:PORT (Ctrl-C stops it)"
+    found = re.fullmatch(r".*serve: serving \S+ at (http://\S+) \(Ctrl-C stops it\)\n", line)
+    if not found:
+        server.kill()
+        said = (line + server.communicate(timeout=10)[1]).strip()
+        raise MnistCnnError(f"the server did not start: {said or 'it said nothing'}")
+    return server, found.group(1)
 
 
 @exit_on_error
@@ -186,7 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{name}: serving {about['weights']} at {url_of(sock)} (Ctrl-C stops it)", flush=True)
     # uvicorn's own log: warnings and errors only (no line per request); it stops on Ctrl-C or
     # SIGTERM after the requests under way are answered.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    config = uvicorn.Config(
+        app,
+        http=deadline_protocol(args.request_timeout),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once it has stopped
         server.run(sockets=[sock])
     print(f"{name}: stopped", file=sys.stderr)

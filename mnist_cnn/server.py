@@ -12,7 +12,10 @@ How it keeps answering, whatever it is sent:
   its pixels are decoded (a decompression bomb);
 - preprocessing and the net run in worker threads, off the event loop; a bounded number of
   requests wait their turn and later ones are told to come back (503), so memory stays flat;
-- every error is JSON, {"error": "one sentence"}, never a traceback.
+- a request must arrive whole within a deadline (deadline_protocol, which serve.py gives uvicorn):
+  a client that trickles its request in, or sends nothing, is answered 408 and cut off;
+- every error is JSON, {"error": "one sentence"}, never a traceback; every answer is in the API's
+  description (contract.py).
 """
 
 import asyncio
@@ -34,7 +37,7 @@ from PIL import Image
 from .cam import predicted_class_map
 from .checkpoint import TrainedModel
 from .data import DATASETS
-from .errors import MnistCnnError, first_line
+from .errors import MnistCnnError, first_line, moved
 from .inference import notes_on, predict_digits
 from .model import count_parameters
 from .preprocess import load_digit, to_pixels
@@ -46,8 +49,9 @@ if TYPE_CHECKING:
 # No `from __future__ import annotations` here: FastAPI reads the route functions' annotations at
 # run time, and those functions are defined inside create_app, beside the imports they name.
 
-STATIC = Path(__file__).with_name("static")  # the drawing page: HTML, CSS and JavaScript
+STATIC = Path(__file__).with_name("static")  # the drawing page and /docs: HTML, CSS and JavaScript
 MAX_UPLOAD_MB = 5.0
+REQUEST_TIMEOUT = 10.0  # seconds for a request to arrive whole, from its connection or last answer
 MAX_PIXELS = 25_000_000  # a 24 Mpixel camera's photo fits; more is refused before it is decoded
 UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")  # the decoders uploads may reach
 RAW_TYPES = {"", "application/octet-stream"}  # besides image/*: a body that is the image's bytes
@@ -58,6 +62,13 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+# The API's description moved to contract.py, with a model for every answer.
+__getattr__ = moved(
+    __name__,
+    dict.fromkeys(["PREDICT_BODY", "PREDICT_EXAMPLE", "EXPLAIN_EXAMPLE", "ERROR_RESPONSES"], ".contract"),
+)
 
 
 class ClientError(Exception):
@@ -241,51 +252,6 @@ def describe_net(trained: TrainedModel, source: str) -> dict[str, Any]:
     }
 
 
-PREDICT_BODY = {  # /docs: what POST /predict takes, which FastAPI cannot see (the route reads the body itself)
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    },
-}
-PREDICT_EXAMPLE = {
-    "file": "seven.png",
-    "digit": 7,
-    "label": "7",
-    "probability": 0.993,
-    "top": [
-        {"digit": 7, "label": "7", "probability": 0.993},
-        {"digit": 1, "label": "1", "probability": 0.004},
-        {"digit": 2, "label": "2", "probability": 0.002},
-    ],
-    "notes": [],
-    "image": "data:image/png;base64,iVBORw0KGgo...",
-}
-EXPLAIN_EXAMPLE = {  # what ?explain=1 adds to PREDICT_EXAMPLE (the improved net on docs/digits/7.png)
-    "class": 7,
-    "map": [[6.44, 6.44, 6.44, "... 28 numbers"], "... 28 rows"],
-    "coarse": [[6.44, 16.32, 11.41], [11.45, 24.99, 13.09], [17.28, 19.39, 7.32]],
-    "scores": [-3.57, -1.31, 1.39, 1.8, -0.78, -5.41, -7.84, 14.19, -2.3, 3.19],
-}
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": what, "content": {"application/json": {"example": {"error": "one sentence"}}}}
-    for status, what in {
-        400: "an empty body, or a damaged form",
-        413: "a body over the size limit",
-        415: "a body that is no image",
-        422: "an image that cannot be read, has too many pixels, or is blank; a bad parameter",
-        503: "too many requests at once: try again in a moment",
-    }.items()
-}
-
-
 def create_app(
     trained: TrainedModel,
     about: dict[str, Any] | None = None,
@@ -302,6 +268,8 @@ def create_app(
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
+    from .contract import HEALTH_ANSWERS, MODEL_ANSWERS, PREDICT_ANSWERS, PREDICT_BODY
+
     about = about or describe_net(trained, trained.name)
     predictor = Predictor(trained, workers, queue, max_pixels)
 
@@ -315,20 +283,37 @@ def create_app(
         title="mnist-cnn",
         summary=f"Reads a handwritten digit with the {about['name']} net ({about['weights']}).",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc load their scripts from a CDN; ours ship with us
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs/swagger-ui", StaticFiles(directory=swagger_ui_files()), name="swagger-ui")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
-    @app.get("/health", summary="Whether the server is up, with its net loaded")
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
+
+    @app.get(
+        "/health",
+        summary="Whether the server is up, with its net loaded",
+        response_model=None,
+        responses=HEALTH_ANSWERS,
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/model", summary="The net: its name, weights, data set, parameters, test accuracy, classes")
+    @app.get(
+        "/model",
+        summary="The net: its name, weights, data set, parameters, test accuracy, classes",
+        response_model=None,
+        responses=MODEL_ANSWERS,
+    )
     async def model() -> dict[str, Any]:
         return about
 
@@ -343,24 +328,10 @@ def create_app(
         "the map as the net made it before it was stretched (2x2 for the seed net, 3x3 for the improved "
         "net), whose mean is the class's score; `scores`, every class's score (logit), whose softmax is "
         "the probabilities. The maps are in the scores' units: read them from their lowest value to "
-        "their highest.",
+        'their highest.\n\nEvery error is `{"error": "one sentence"}`.',
         openapi_extra={"requestBody": PREDICT_BODY},
-        responses={
-            200: {
-                "content": {
-                    "application/json": {
-                        "examples": {
-                            "plain": {"summary": "POST /predict", "value": PREDICT_EXAMPLE},
-                            "explain": {
-                                "summary": "POST /predict?explain=1 (map cut short here)",
-                                "value": {**PREDICT_EXAMPLE, "explain": EXPLAIN_EXAMPLE},
-                            },
-                        }
-                    }
-                }
-            },
-            **ERROR_RESPONSES,
-        },
+        response_model=None,
+        responses=PREDICT_ANSWERS,
     )
     async def predict(
         request: Request,
@@ -378,6 +349,72 @@ def create_app(
     return app
 
 
+def swagger_ui_files() -> Path:
+    """The folder of Swagger UI's script, styles and icon, as the fastapi-swagger package ships
+    them: /docs works offline, and a pip upgrade brings Swagger UI's fixes. (FastAPI's own /docs
+    loads them from a CDN.)"""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("fastapi_swagger") / "resources"))
+
+
+def deadline_protocol(seconds: float) -> type:
+    """uvicorn's h11 HTTP protocol, with a deadline for each request to arrive whole: its headers
+    and body within `seconds` of the connection opening or of the previous answer on it. A
+    request that misses it is answered 408 when no answer has started, and its connection is
+    closed: a client that trickles its request in a byte at a time, or sends nothing, holds a
+    connection, and at most a queue place, for no longer than that. (uvicorn times out only an
+    idle kept-alive connection; a reverse proxy in front does the same job, where there is one.)"""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    body = json.dumps({"error": f"the request did not arrive within {seconds:g} s"}).encode()
+    answer = (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+    class DeadlineProtocol(H11Protocol):
+        deadline: asyncio.TimerHandle | None = None
+
+        def arm(self) -> None:
+            if self.deadline is None and self.conn.their_state is not h11.DONE:
+                self.deadline = self.loop.call_later(seconds, self.too_slow)
+
+        def disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.arm()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is h11.DONE:  # the whole request is in: the app has it
+                self.disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()  # the next request's clock starts now
+            self.arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.disarm()
+            super().connection_lost(exc)
+
+        def too_slow(self) -> None:
+            self.deadline = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
+                self.transport.write(answer)
+            self.transport.close()  # the app, if it was reading the body, sees the client gone
+
+    return DeadlineProtocol
+
+
 async def read_upload(request: "Request") -> tuple[bytes, str | None]:
     """The image's bytes and file name (None for a raw body): the form's field "file", or the
     whole body. BodyLimit has capped the bytes read either way."""
@@ -393,6 +430,9 @@ async def read_upload(request: "Request") -> tuple[bytes, str | None]:
                 raise ClientError(422, "the form has no field 'file': send the image as file=@digit.png")
             if not isinstance(upload, UploadFile):
                 raise ClientError(422, "the form's field 'file' holds text, not a file")
+            others = len([name for name in form if name != "file"])
+            if others:
+                raise ClientError(422, f"the form has {others} field(s) besides 'file': send the image alone")
             data, filename = await upload.read(), clean_name(upload.filename)
         finally:
             await form.close()
@@ -478,6 +518,7 @@ def need_serve_extra() -> None:
         "fastapi": ["fastapi"],
         "uvicorn": ["uvicorn"],
         "python-multipart": ["python_multipart", "multipart"],
+        "fastapi-swagger": ["fastapi_swagger"],
     }
     missing = [name for name, found in modules.items() if not any(map(importlib.util.find_spec, found))]
     if missing:

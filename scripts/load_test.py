@@ -10,6 +10,11 @@ pictures of docs/digits in turn (multipart, as the drawing page does), waiting f
 before sending the next. Each level sends at most --requests requests and runs at most --seconds
 seconds, after a short warm-up. Only 127.0.0.1 is ever loaded. The clients share the machine
 with the server: on a small machine their CPU time is part of what is measured.
+
+    python scripts/load_test.py --clients 32 --slow-clients 0 16 --seconds 30
+
+runs each level without and beside slow clients, which send their requests a byte every half
+second until the server cuts them off (--request-timeout) and then start again.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import mimetypes
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,25 +33,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from mnist_cnn.machine import cpu_model
+from mnist_cnn.serve import start_in_background
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = sorted((REPO / "docs" / "digits").iterdir())
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def start_server(threads: int, workers: int) -> tuple[subprocess.Popen, str]:
-    """The server in a subprocess on a free port, and its address (from the line it prints)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = [sys.executable, "-m", "mnist_cnn.serve", "--port", "0", "--threads", str(threads)]
-    server = subprocess.Popen(
-        [*command, "--workers", str(workers)], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
-    )
-    line = server.stdout.readline()  # "...: serving ... at http://127.0.0.1:PORT (Ctrl-C stops it)"
-    found = re.search(r"http://\S+", line)
-    if not found:
-        server.kill()
-        raise SystemExit(f"the server did not start: {line or 'no output'}")
-    return server, found.group()
 
 
 def memory_mb(pid: int | None) -> str:
@@ -73,8 +63,39 @@ def multipart_bodies() -> list[tuple[bytes, dict[str, str]]]:
     return bodies
 
 
-async def run_level(url: str, clients: int, requests: int, seconds: float) -> dict:
-    """clients posting at once until requests are sent or seconds have passed."""
+SLOW_HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+
+
+async def slow_client(url: str, in_body: bool, cut_off: list[int]) -> None:
+    """A client that sends its request one byte every half second, as slowloris does: its headers,
+    or (in_body) its headers at once and then its body, holding a queue place while it does.
+    Each time the server cuts it off it counts one and starts again, until it is cancelled."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    while True:
+        reader, writer = await asyncio.open_connection(host, port)
+        answer = asyncio.ensure_future(reader.read())  # b"" or the 408, once the server cuts it off
+        try:
+            if in_body:
+                writer.write(SLOW_HEAD)
+            for byte in SLOW_HEAD if not in_body else bytes(100_000):
+                if answer.done():
+                    break
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.5)
+            await answer
+        except ConnectionError:
+            pass
+        finally:
+            answer.cancel()
+            writer.close()
+        cut_off[0] += 1
+
+
+async def run_level(url: str, clients: int, requests: int, seconds: float, slow: int = 0) -> dict:
+    """clients posting at once until requests are sent or seconds have passed, beside slow slow
+    clients (half of them slow in their headers, half in their body)."""
+    cut_off = [0]
+    slow_ones = [asyncio.ensure_future(slow_client(url, n % 2 == 1, cut_off)) for n in range(slow)]
     bodies = multipart_bodies()
     latencies: list[float] = []
     errors = 0
@@ -113,9 +134,14 @@ async def run_level(url: str, clients: int, requests: int, seconds: float) -> di
         wall = time.perf_counter() - start
     finally:
         await asyncio.gather(*(http.aclose() for http in https))
+        for task in slow_ones:
+            task.cancel()
+        await asyncio.gather(*slow_ones, return_exceptions=True)
     latencies.sort()
     return {
         "clients": clients,
+        "slow": slow,
+        "cut_off": cut_off[0],
         "requests": len(latencies),
         "per_second": len(latencies) / wall,
         "p50": 1000 * latencies[len(latencies) // 2],
@@ -132,32 +158,54 @@ def main() -> int:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="default: 1 8 32")
     p.add_argument("--requests", type=int, default=1000, help="the most sent per level (default: 1000)")
     p.add_argument("--seconds", type=float, default=15, help="the longest a level runs (default: 15)")
+    p.add_argument(
+        "--slow-clients",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="beside each level, clients that send a byte every half second (default: 0)",
+    )
+    p.add_argument(
+        "--request-timeout", type=float, default=10, help="the server's --request-timeout (default: 10)"
+    )
     args = p.parse_args()
     if args.url and urlsplit(args.url).hostname not in LOOPBACK:
         p.error("--url: only a server on this machine (127.0.0.1) is load-tested")
 
-    server, url = (None, args.url) if args.url else start_server(args.threads, args.workers)
+    if args.url:
+        server, url = None, args.url
+    else:
+        flags = ["--workers", str(args.workers), "--request-timeout", str(args.request_timeout)]
+        server, url = start_in_background(*flags, threads=args.threads)
     pid = server.pid if server else None
     try:
         rows = []
         for clients in args.clients:
-            level = asyncio.run(run_level(url, clients, args.requests, args.seconds))
-            rows.append({**level, "memory": memory_mb(pid)})
-            print(f"{clients} clients: {level['per_second']:.0f} requests/s", file=sys.stderr)
+            for slow in args.slow_clients:
+                level = asyncio.run(run_level(url, clients, args.requests, args.seconds, slow))
+                rows.append({**level, "memory": memory_mb(pid)})
+                print(
+                    f"{clients} (+{slow} slow) clients: {level['per_second']:.0f} requests/s", file=sys.stderr
+                )
     finally:
         if server:
             server.send_signal(signal.SIGINT)  # as Ctrl-C: the server stops cleanly
             server.wait(timeout=30)
 
     setup = f"--threads {args.threads} --workers {args.workers}" if server else url
+    if server and args.slow_clients != [0]:
+        setup += f" --request-timeout {args.request_timeout:g}"
     print(f"POST /predict, the ten pictures of docs/digits in turn; server {setup}; {cpu_model()},")
     print(f"{os.cpu_count()} cores, shared by the server and the clients.\n")
-    print("| clients | requests | requests/s | p50 ms | p99 ms | errors | server memory MB (now / peak) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    slow_columns = args.slow_clients != [0]
+    head = "| clients | " + "slow clients | cut off | " * slow_columns
+    print(head + "requests | requests/s | p50 ms | p99 ms | errors | server memory MB (now / peak) |")
+    print("|---:" * (7 + 2 * slow_columns) + "|")
     for r in rows:
+        slow = f"{r['slow']} | {r['cut_off']} | " * slow_columns
         print(
-            f"| {r['clients']} | {r['requests']} | {r['per_second']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
-            f"| {r['errors']} | {r['memory']} |"
+            f"| {r['clients']} | {slow}{r['requests']} | {r['per_second']:.0f} | {r['p50']:.1f} "
+            f"| {r['p99']:.1f} | {r['errors']} | {r['memory']} |"
         )
     return 1 if any(r["errors"] for r in rows) else 0
 

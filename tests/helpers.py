@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -175,17 +174,14 @@ def ink_of(tensor):
 
 
 def start_server(*flags: str) -> tuple[subprocess.Popen, str]:
-    """`python -m mnist_cnn.serve --port 0 --threads 1 flags` in a subprocess, and its address,
-    from the one line it prints once it listens."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "mnist_cnn.serve", "--port", "0", "--threads", "1", *flags]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line = server.stdout.readline()
-    found = re.fullmatch(r".*serve: serving \S+ at (http://127\.0\.0\.1:\d+) \(Ctrl-C stops it\)\n", line)
-    if not found:
-        server.kill()
-        pytest.fail(f"the server did not start: {line!r} {server.communicate(timeout=10)[1]}")
-    return server, found.group(1)
+    """`python -m mnist_cnn.serve --port 0 --threads 1 flags` in a subprocess, and its address."""
+    from mnist_cnn.errors import MnistCnnError
+    from mnist_cnn.serve import start_in_background
+
+    try:
+        return start_in_background(*flags)
+    except MnistCnnError as error:
+        pytest.fail(str(error))
 
 
 def stop_server(server: subprocess.Popen) -> str:

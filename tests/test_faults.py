@@ -223,3 +223,34 @@ def test_thirty_two_process_runs_leave_their_process_group_cleanly(data, tmp_pat
         result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "terminate called" not in result.stderr, (n, result.stderr[-2000:])
         shutil.rmtree(output, ignore_errors=True)
+
+
+PROBE = """
+import gc, sys
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from mnist_cnn import TrainConfig, fit
+
+alive = []
+destroy = dist.destroy_process_group
+
+def counting_destroy(*args, **kwargs):
+    gc.collect()
+    alive.append(sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects()))
+    return destroy(*args, **kwargs)
+
+dist.destroy_process_group = counting_destroy
+fit(TrainConfig(data_dir=sys.argv[1], epochs=1, batch_size=256, threads=1, device="cpu", dry_run=True))
+print("DDP modules alive when the group was destroyed:", alive)
+"""
+
+
+def test_no_ddp_module_holds_the_process_group_when_it_is_destroyed(data, tmp_path):
+    """The abort's cause: DDP keeps a reference to the gloo process group, and a group that outlives
+    destroy_process_group is torn down with the interpreter, whose gloo threads may then abort the
+    process. fit lets go of the DDP module before the group is destroyed."""
+    (tmp_path / "probe.py").write_text(PROBE)
+    command = [*TORCHRUN, "--standalone", "--nproc_per_node=2", str(tmp_path / "probe.py"), str(data)]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("DDP modules alive when the group was destroyed: [0]") == 2, result.stdout

@@ -4,6 +4,7 @@ command line, and one real uvicorn process (address line, size limits on the wir
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import re
@@ -26,6 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette 1.x: "Using httpx with starlette.testclient is deprecated"
     from fastapi.testclient import TestClient
 
+from mnist_cnn import contract
 from mnist_cnn.checkpoint import save_checkpoint
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.inference import predict_files
@@ -99,7 +101,9 @@ def test_the_answer_has_predicts_json_shape_and_the_same_numbers(client, tmp_pat
     path = tmp_path / "three.png"
     pen_digit(3, width=6).save(path)
     results, errors = predict_files(ImprovedNetWeights.DEFAULT.load().model, [path])
-    answer = upload(client, path.read_bytes(), "three.png").json()
+    response = upload(client, path.read_bytes(), "three.png")
+    assert_documented(response)
+    answer = response.json()
     expected = {**results[0], "file": "three.png"}
     assert not errors and answer.pop("image").startswith("data:image/png")
     assert answer == expected  # the same preprocessing and net, so the same numbers
@@ -172,7 +176,9 @@ def test_explain_adds_the_maps_and_changes_nothing_else(client):
     data = png(pen_digit(5, width=8))
     plain = upload(client, data).json()
     assert "explain" not in plain and "explain" not in upload(client, data, explain=0).json()
-    explained = upload(client, data, explain="true").json()
+    response = upload(client, data, explain="true")
+    assert_documented(response)
+    explained = response.json()
     assert explained.pop("explain")["class"] == 5 and explained == plain
 
 
@@ -222,6 +228,7 @@ BAD_UPLOADS = {
     "url-encoded form": ({"data": {"file": "7"}}, 415, "curl -F file=@digit.png"),
     "no field file": ({"files": {"image": ("d.png", WHOLE)}}, 422, "no field 'file'"),
     "text in field file": ({"data": {"file": "7"}, "files": {"x": ("d.png", WHOLE)}}, 422, "holds text"),
+    "another field": ({"data": {"note": "7"}, "files": {"file": ("d.png", WHOLE)}}, 422, "besides 'file'"),
     "two files": ({"files": [("file", ("a.png", WHOLE)), ("file", ("b.png", WHOLE))]}, 400, "files"),
     "broken form": ({"content": b"garbage", "headers": {"Content-Type": "multipart/form-data; boundary=x"}}, 400, "invalid multipart"),
     "form without boundary": ({"content": b"x", "headers": {"Content-Type": "multipart/form-data"}}, 400, "boundary"),
@@ -238,6 +245,28 @@ def assert_one_sentence_error(response, status: int, *words: str) -> None:
     assert list(body) == ["error"] and "\n" not in body["error"] and "Traceback" not in body["error"]
     for word in words:
         assert word.lower() in body["error"].lower(), body["error"]
+    assert_documented(response)
+
+
+@functools.cache
+def api_description() -> dict:
+    return create_app(*open_served_net(None, None)).openapi()
+
+
+def assert_documented(response) -> None:
+    """The answer's status is in the API's description for its operation, with the body's model
+    (only an unknown path, which no description can list, is left out)."""
+    spec = api_description()
+    operation = spec["paths"].get(response.request.url.path, {})
+    if not operation:
+        assert response.status_code == 404
+        return
+    method = response.request.method.lower()
+    answers = operation.get(method, next(iter(operation.values()))).get("responses", {})
+    assert str(response.status_code) in answers, (response.status_code, sorted(answers))
+    schema = answers[str(response.status_code)]["content"]["application/json"]["schema"]["$ref"]
+    model = getattr(contract, schema.rsplit("/", 1)[-1])
+    model.model_validate(response.json())
 
 
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
@@ -322,6 +351,8 @@ def test_admission_holds_workers_plus_queue_places(served):
 
 
 def test_health_and_model(client):
+    for path in ("/health", "/model"):
+        assert_documented(client.get(path))
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/model").json() == {
         "name": "improved",
@@ -371,11 +402,25 @@ def test_the_page_and_its_files_ship_in_the_package_and_need_no_other_site(clien
 
 
 def test_docs_describe_the_api(client):
-    assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/health", "/model"} <= set(spec["paths"])
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body and "image/*" in body
+    answers = spec["paths"]["/predict"]["post"]["responses"]
+    assert answers["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Prediction")
+    assert answers["503"]["headers"]["Retry-After"]
+    for status in ("400", "408", "413", "415", "422", "503"):
+        assert answers[status]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+
+
+def test_the_docs_page_and_swagger_ui_come_from_the_server_itself(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-security-policy"].startswith(
+        "default-src 'self'"
+    )
+    assert "//" not in re.sub(r"<!--.*?-->", "", page.text, flags=re.S)  # no other site's address
+    for asset in re.findall(r'(?:href|src)="([^"]+)"', page.text):
+        assert client.get("/" + asset).status_code == 200, asset
 
 
 @pytest.mark.slow

@@ -214,3 +214,28 @@ def test_a_finger_draws_on_a_phone_sized_page(browser, server_url):
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     expect_answer(page, "1")
     context.close()
+
+
+def test_the_api_docs_work_offline_under_the_pages_security_policy(browser, server_url):
+    """/docs with every other site blocked: Swagger UI comes from the server, runs under its
+    Content-Security-Policy (no violation reported), and shows the three operations."""
+    context = browser.new_context()
+    blocked, problems = [], []
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(server_url)
+            else (blocked.append(route.request.url), route.abort())
+        ),
+    )
+    page = context.new_page()
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.goto(f"{server_url}/docs")
+    for operation in ("GET/health", "GET/model", "POST/predict"):
+        method, path = operation[: operation.index("/")], operation[operation.index("/") :]
+        block = page.locator(".opblock", has=page.locator(".opblock-summary-method", has_text=method))
+        expect(block.filter(has=page.locator(f'[data-path="{path}"]'))).to_have_count(1)
+    context.close()
+    assert not blocked and not problems, (blocked, problems)
