@@ -109,9 +109,10 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
             print(f"{who}interrupted", file=sys.stderr)
             raise SystemExit(130) from None
         except RuntimeError as error:  # gloo's and nccl's errors, when another process of the run died
-            if debug or not lost_peers(error):
+            lost = lost_peers(error)
+            if debug or not lost:
                 raise
-            print(f"{who}error: lost the other processes of the run ({lost_peers(error)})", file=sys.stderr)
+            print(f"{who}error: lost the other processes of the run ({lost})", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper

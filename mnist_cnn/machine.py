@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
 import torch
 
 
+@functools.cache  # a sweep keys every run by it, and polls its runs
 def cpu_model() -> str:
     """The CPU's model name, as /proc/cpuinfo gives it (else what platform knows)."""
     try:

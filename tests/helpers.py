@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -182,6 +183,15 @@ def start_server(*flags: str) -> tuple[subprocess.Popen, str]:
         return start_in_background(*flags)
     except MnistCnnError as error:
         pytest.fail(str(error))
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    """Until path exists, while process runs (its output, should it end first); at most timeout s."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.02)
 
 
 def stop_server(server: subprocess.Popen) -> str:

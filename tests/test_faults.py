@@ -19,7 +19,7 @@ import torch
 
 from mnist_cnn.synthetic import write_synthetic
 
-from .helpers import NO_NETWORK, assert_one_line_error
+from .helpers import NO_NETWORK, assert_one_line_error, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +63,6 @@ def reference(data, tmp_path_factory) -> dict[int, dict[str, torch.Tensor]]:
     return found
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
-        time.sleep(0.05)
-
-
 def worker(rank: int, attempt: int = 0) -> int:
     """The pid of torchrun's worker of that rank and restart attempt."""
     wanted = {f"RANK={rank}".encode(), f"TORCHELASTIC_RESTART_COUNT={attempt}".encode()}
@@ -91,7 +83,7 @@ def test_a_killed_torchrun_worker_is_restarted_and_the_run_ends_as_if_it_had_not
     command = train(data, tmp_path / "run", 2)
     command.insert(command.index("--standalone"), "--max-restarts=1")
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(tmp_path / "run" / "metrics.json", process)  # epoch 1 is done: kill in epoch 2
+    wait_for(tmp_path / "run" / "metrics.json", process, timeout=120)  # epoch 1 is done: kill in epoch 2
     time.sleep(0.2)
     os.kill(worker(rank=1), signal.SIGKILL)
     out, err = process.communicate(timeout=300)
@@ -111,7 +103,7 @@ def test_a_process_killed_at_any_moment_goes_on_with_the_same_command(data, refe
         process = subprocess.Popen(
             train(data, output), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        wait_for(output / "run.json", process)
+        wait_for(output / "run.json", process, timeout=120)
         time.sleep(rng.uniform(0.5, 4.0))
         process.kill()
         process.wait()
@@ -204,7 +196,7 @@ def test_a_machine_whose_process_dies_is_restarted_with_the_other_and_the_run_co
     port = free_port()
     extra = ["--max-restarts=1"]
     machines = [machine(data, tmp_path / "run", port, tmp_path / f"cache-{n}", extra) for n in (0, 1)]
-    wait_for(tmp_path / "run" / "metrics.json", machines[0])
+    wait_for(tmp_path / "run" / "metrics.json", machines[0], timeout=120)
     time.sleep(0.2)
     os.kill(worker(rank=1), signal.SIGKILL)
     for launcher in machines:

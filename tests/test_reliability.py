@@ -35,6 +35,7 @@ from .helpers import (
     render_digit,
     run,
     run_main,
+    wait_for,
     write_mnist,
 )
 
@@ -376,14 +377,6 @@ def start_training(data: Path, out: Path) -> subprocess.Popen:
         text=True,
         env={**os.environ, **NO_NETWORK},
     )
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def resume_to_the_end(last: Path, data: Path) -> dict:
