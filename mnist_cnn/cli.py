@@ -2,7 +2,7 @@
 (a checkpoint, --weights, --device, --dataset) and the default weights, the training flags made
 from TrainConfig, and the wrapper that turns errors into one line and an exit status.
 
-Only the command modules (train, evaluate, predict, export, explain, serve) import it; it imports
+Only the command modules (train, evaluate, predict, export, explain, serve, search) import it; it imports
 nothing of the training machinery, so a command that uses a trained net starts fast.
 """
 

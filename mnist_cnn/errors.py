@@ -15,6 +15,10 @@ class MnistCnnError(Exception):
     """A problem the user can fix (a bad flag, missing data, a bad file): one clear line."""
 
 
+class TrainingDiverged(MnistCnnError):
+    """The training loss stopped being a finite number: the learning rate was too high."""
+
+
 class TrainingInterrupted(MnistCnnError):
     """SIGINT or SIGTERM stopped training after a whole batch; the run was saved to resume."""
 

@@ -26,7 +26,7 @@ from .cli import ArgumentParser, add_config_arguments, exit_on_error
 from .config import RECIPES, TrainConfig, flag
 from .data import Splits, load_splits, resolve_data_dir
 from .device import ThreadCount, autocast, cpu_threads, select_device
-from .errors import MnistCnnError, moved
+from .errors import MnistCnnError, TrainingDiverged, moved
 from .losses import batch_loss, load_teacher
 from .metrics import format_test_line
 from .model import build_model, count_parameters
@@ -126,7 +126,7 @@ def check_in(position: EpochPosition, progress: tqdm | None, stop: Callable[[], 
     loss_sum, seen = epoch_totals(position)
     mean_loss = loss_sum.item() / seen  # the epoch's so far, over all processes
     if not math.isfinite(mean_loss):
-        raise MnistCnnError(
+        raise TrainingDiverged(
             f"the training loss became {mean_loss} by batch {position.step}: training diverged; try a lower --lr"
         )
     if progress is not None:

@@ -110,7 +110,35 @@ def summary(model: str) -> Callable[[], str]:
     return table
 
 
+def search_space() -> str:
+    """The knobs of `python -m mnist_cnn.search` and the values each may take, as suggest draws
+    them at the seed net's budget (the widths' ranges grow with the square root of the budget)."""
+    import optuna
+
+    from mnist_cnn.search import KNOBS, WIDEST, Search, suggest
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    suggest(trial, Search())
+    rows = ["| knob | what it is | values at 9,032 parameters |", "|---|---|---|"]
+    for name, drawn in trial.distributions.items():
+        if isinstance(drawn, optuna.distributions.CategoricalDistribution):
+            values = " or ".join({True: "on", False: "off"}.get(c, str(c)) for c in drawn.choices)
+        else:
+            values = f"{drawn.low:g} to {drawn.high:g}"
+            if getattr(drawn, "log", False):
+                values += ", log-uniform"
+            elif drawn.step not in (None, 1):
+                values += f", in steps of {drawn.step:g}"
+        rows.append(f"| `{name}` | {KNOBS[name]} | {values} |")
+    rows.append(
+        f"| (`w5`) | the last 3x3 convolution's channels | what the parameter budget leaves, at most {WIDEST} |"
+    )
+    return "\n".join(rows) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "search-space": search_space,
     "train-flags": train_flags,
     "weights": weights,
     **{f"summary-{model}": summary(model) for model in ("seed", "improved")},

@@ -1,0 +1,245 @@
+"""python -m mnist_cnn.search: the space keeps to the budget and holds the seed's and the improved
+nets, trials are pruned and scored on the validation split only, and a stopped study goes on."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+optuna = pytest.importorskip("optuna", reason="the search needs optuna: pip install 'mnist-cnn[search]'")
+
+from mnist_cnn.model import ImprovedNet, Net, count_parameters  # noqa: E402
+from mnist_cnn.search import (  # noqa: E402
+    BUDGET,
+    KNOWN_POINTS,
+    WIDEST,
+    Search,
+    last_width,
+    objective,
+    suggest,
+)
+
+from .helpers import NO_NETWORK, assert_one_line_error, run_main, write_mnist  # noqa: E402
+
+SEARCH = "mnist_cnn.search"
+
+
+def test_the_seeds_net_is_a_point_of_the_family():
+    seed = Net()
+    point = ImprovedNet(batchnorm=False, dropout=0.0, padding=False, widths=(8, 8, 16, 16, 32))
+    point.load_state_dict(seed.state_dict())  # layer for layer: the same keys and shapes
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(point.eval()(x), seed.eval()(x))
+
+
+@pytest.mark.parametrize("name, parameters", [("improved", 8880), ("seed", 9032)])
+def test_the_known_nets_are_what_the_space_makes_of_their_points(name, parameters):
+    config = suggest(optuna.trial.FixedTrial(KNOWN_POINTS[name]), Search())
+    assert count_parameters(ImprovedNet(**config.model_args)) == parameters
+    assert config.val_split > 0  # scored on held-out training images, never the test set
+
+
+def test_separable_convolutions_buy_width():
+    widths = (8, 16, 32, 32, 32)
+    full, separable = ImprovedNet(widths=widths), ImprovedNet(widths=widths, separable=True)
+    assert count_parameters(separable) < count_parameters(full) / 3
+    assert separable(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("budget", [2000, 5000, BUDGET])
+def test_every_net_of_the_space_spends_the_budget_without_exceeding_it(budget):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=budget))
+    made = 0
+    for _ in range(40):
+        config = suggest(study.ask(), Search(max_params=budget))
+        if config is None:  # the first four layers alone overran the budget
+            continue
+        made += 1
+        args = config.model_args
+        used = count_parameters(ImprovedNet(**args))
+        assert used <= budget
+        wider = {**args, "widths": (*args["widths"][:4], args["widths"][4] + 1)}
+        assert args["widths"][4] == WIDEST or count_parameters(ImprovedNet(**wider)) > budget
+    assert made >= 20
+
+
+def test_no_width_when_the_first_layers_overrun_the_budget():
+    args = {"widths": (64, 64, 64, 64, 1)}
+    assert last_width(args, 9032) == 0
+
+
+@pytest.fixture
+def held_out_only(tmp_path) -> Path:
+    """Synthetic MNIST whose test files are garbage: a search that read the test set would fail.
+    (torchvision wants them there, but opens only the split asked for.)"""
+    root = write_mnist(tmp_path / "data", n_train=384, n_test=64)
+    for test_file in (root / "MNIST" / "raw").glob("t10k-*"):
+        test_file.write_bytes(b"not an IDX file")
+    return root
+
+
+def search_args(data: Path, out: Path, trials: int, *extra: str) -> list[str]:
+    return [
+        "--data-dir",
+        str(data),
+        "--no-cache",
+        "--output-dir",
+        str(out),
+        "--trials",
+        str(trials),
+        "--epochs",
+        "1",
+        "--val-split",
+        "128",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+def states_of(storage: Path) -> list[tuple[int, str]]:
+    try:
+        with sqlite3.connect(storage) as db:
+            return db.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
+    except sqlite3.OperationalError:  # the study's tables are not made yet
+        return []
+
+
+def states(out: Path) -> list[tuple[int, str]]:
+    return states_of(out / "study.db")
+
+
+def test_a_search_never_reads_the_test_set_and_goes_on_where_it_stopped(held_out_only, tmp_path, capfd):
+    out = tmp_path / "study"
+    first = run_main(SEARCH, search_args(held_out_only, out, 3), capfd)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 3
+    # The study starts with the improved net and the seed's net, as points of the space.
+    assert [row["parameters"] for row in summary["trained"][:2]] == [8880, 9032]
+    for knob, halves in summary["regions"].items():  # each on/off knob splits the trials in two
+        assert halves["on"]["trials"] + halves["off"]["trials"] == 3, knob
+    assert set(summary["regions"]) == {"batchnorm", "padding", "separable", "augment"}
+    assert summary["trial_epochs"] == len(summary["trained"]) >= 2  # one epoch each (or pruned unborn)
+    best = json.loads((out / "best.json").read_text())
+    assert best["val_split"] == 128 and best["model"] == "improved"
+    assert best["model_args"] == summary["best"][0]["model_args"]
+    assert (out / "frontier.png").stat().st_size > 0
+    before = states(out)
+
+    again = run_main(SEARCH, search_args(held_out_only, out, 4), capfd)
+    assert again.returncode == 0, again.stderr
+    assert states(out)[:3] == before  # the finished trials stay; one more is run
+    assert len(states(out)) == 4
+
+    report_only = run_main(SEARCH, search_args(held_out_only, out, 0), capfd)
+    assert report_only.returncode == 0 and len(states(out)) == 4
+    assert "study max-params-9032: " in report_only.stdout
+
+
+def test_a_trial_behind_the_others_is_pruned_where_it_falls_behind(mnist_dir):
+    # A pruner that prunes whatever it is shown: the trial stops after its first epoch.
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))
+    study.enqueue_trial(KNOWN_POINTS["improved"])
+    search = Search(epochs=3, val_split=128, threads=1, data_dir=str(mnist_dir))
+    study.optimize(lambda trial: objective(trial, search), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1]
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter lr")  # out of the space, on purpose
+def test_a_diverging_trial_is_pruned_not_fatal(mnist_dir):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({**KNOWN_POINTS["seed"], "lr": 1e12})
+    search = Search(epochs=1, val_split=128, threads=1, data_dir=str(mnist_dir))
+    study.optimize(lambda trial: objective(trial, search), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["outcome"] == "diverged"
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--max-params", "0"], "--max-params must be at least 1"),
+        (["--trials", "-1"], "--trials must be at least 0"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--storage", "/nonexistent/folder/study.db"], "cannot open the study's storage /nonexistent"),
+    ],
+)
+def test_bad_flags_are_one_line(flags, needle, held_out_only, tmp_path, capfd):
+    result = run_main(SEARCH, search_args(held_out_only, tmp_path / "out", 1, *flags), capfd)
+    assert_one_line_error(result, needle)
+
+
+def test_missing_data_is_one_line_before_any_trial(tmp_path, capfd):
+    result = run_main(SEARCH, search_args(tmp_path / "nothing", tmp_path / "out", 1), capfd)
+    assert_one_line_error(result, "nothing")
+    assert {state for _, state in states(tmp_path / "out")} == {"WAITING"}  # queued, none started
+
+
+@pytest.mark.slow
+def test_two_processes_work_on_one_study(held_out_only, tmp_path):
+    out = tmp_path / "study"
+    result = subprocess.run(
+        [sys.executable, "-m", SEARCH, *search_args(held_out_only, out, 4, "--jobs", "2")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **NO_NETWORK},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    finished = [state for _, state in states(out) if state in ("COMPLETE", "PRUNED")]
+    assert len(finished) >= 4  # each process stops once the study has four
+
+    confirm = [sys.executable, "-m", SEARCH, *search_args(held_out_only, out, 0, "--confirm", "1", "2")]
+    result = subprocess.run(
+        confirm, capture_output=True, text=True, env={**os.environ, **NO_NETWORK}, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    confirmed = json.loads((out / "confirm.json").read_text())
+    best = json.loads((out / "summary.json").read_text())["best"][0]
+    assert list(confirmed) == ["improved", f"trial {best['number']}"]
+    for row in confirmed.values():
+        assert row["seeds"] == [1, 2] and len(row["accuracy"]) == 2
+        assert row["final_min"] <= row["final_mean"] <= max(a[-1] for a in row["accuracy"])
+    # The best trial's own run (seed 1, the study's seed) is what its confirmation trains with seed 1.
+    assert confirmed[f"trial {best['number']}"]["accuracy"][0][-1] == best["val_accuracy"]
+
+
+@pytest.mark.slow
+def test_a_trial_whose_process_died_is_tried_again(held_out_only, tmp_path):
+    storage = tmp_path / "study.db"
+
+    def work(trials: int, epochs: int) -> subprocess.Popen:
+        search = (
+            f"Search(trials={trials}, epochs={epochs}, val_split=128, threads=1, storage={str(storage)!r}, "
+            f"study_name='s', data_dir={str(held_out_only)!r}, heartbeat_seconds=1, grace_seconds=3)"
+        )
+        code = f"from mnist_cnn.search import Search, open_study, work; open_study({search}); work({search})"
+        return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **NO_NETWORK})
+
+    dying = work(trials=1, epochs=10_000)  # its first trial would take hours
+    deadline = time.monotonic() + 120
+    while not (storage.exists() and (0, "RUNNING") in states_of(storage)):
+        assert time.monotonic() < deadline and dying.poll() is None
+        time.sleep(0.5)
+    time.sleep(3)  # a few heartbeats
+    dying.kill()  # no word, no chance to mark its trial failed
+    dying.wait()
+    time.sleep(4)  # past the grace period
+
+    assert work(trials=2, epochs=1).wait(timeout=600) == 0
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{storage}")
+    first, *others = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL
+    retried = [t for t in others if t.params == first.params]
+    assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
