@@ -115,7 +115,7 @@ def search_space() -> str:
     them at the seed net's budget (the widths' ranges grow with the square root of the budget)."""
     import optuna
 
-    from mnist_cnn.search import KNOBS, WIDEST, Search, suggest
+    from mnist_cnn.study import KNOBS, WIDEST, Search, suggest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()

@@ -15,7 +15,7 @@ import torch
 optuna = pytest.importorskip("optuna", reason="the search needs optuna: pip install 'mnist-cnn[search]'")
 
 from mnist_cnn.model import ImprovedNet, Net, count_parameters  # noqa: E402
-from mnist_cnn.search import (  # noqa: E402
+from mnist_cnn.study import (  # noqa: E402
     BUDGET,
     KNOWN_POINTS,
     WIDEST,
@@ -224,7 +224,7 @@ def test_a_trial_whose_process_died_is_tried_again(held_out_only, tmp_path):
             f"Search(trials={trials}, epochs={epochs}, val_split=128, threads=1, storage={str(storage)!r}, "
             f"study_name='s', data_dir={str(held_out_only)!r}, heartbeat_seconds=1, grace_seconds=3)"
         )
-        code = f"from mnist_cnn.search import Search, open_study, work; open_study({search}); work({search})"
+        code = f"from mnist_cnn.study import Search, open_study, work; open_study({search}); work({search})"
         return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **NO_NETWORK})
 
     dying = work(trials=1, epochs=10_000)  # its first trial would take hours
