@@ -228,33 +228,33 @@ def open_study(search: Search) -> optuna.Study:
     from optuna.storages import RDBStorage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's error is said once, below
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna; they are what we need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings():  # heartbeats, a liar for parallel trials: "experimental" in optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
             storage = RDBStorage(
                 storage_url(search.storage),
                 heartbeat_interval=search.heartbeat_seconds,
                 grace_period=search.grace_seconds,
                 **retry_stale_trials(),
             )
-    except Exception as error:  # sqlalchemy's errors: a folder that is not there, a bad URL
-        raise MnistCnnError(
-            f"cannot open the study's storage {search.storage}: {first_line(error)}"
-        ) from None
-    names = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
-    study = optuna.create_study(
-        storage=storage,
-        study_name=search.study_name,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=None, constant_liar=True),
-        # From epoch 3 on, stop a trial in the worst third of those that reached that epoch.
-        pruner=optuna.pruners.PercentilePruner(33.0, n_startup_trials=6, n_warmup_steps=2),
-        load_if_exists=True,
-    )
-    if search.study_name not in names:
-        study.set_user_attr("search", asdict(search))
-        for point in KNOWN_POINTS.values():
-            study.enqueue_trial(point, skip_if_exists=True)
+        except Exception as error:  # sqlalchemy's errors: a folder that is not there, a bad URL
+            raise MnistCnnError(
+                f"cannot open the study's storage {search.storage}: {first_line(error)}"
+            ) from None
+        names = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+        study = optuna.create_study(
+            storage=storage,
+            study_name=search.study_name,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=None, constant_liar=True),
+            # From epoch 3 on, stop a trial in the worst third of those that reached that epoch.
+            pruner=optuna.pruners.PercentilePruner(33.0, n_startup_trials=6, n_warmup_steps=2),
+            load_if_exists=True,
+        )
+        if search.study_name not in names:
+            study.set_user_attr("search", asdict(search))
+            for point in KNOWN_POINTS.values():
+                study.enqueue_trial(point, skip_if_exists=True)
     return study
 
 
