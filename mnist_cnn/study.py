@@ -4,7 +4,7 @@ study's storage and the processes that work on it, and what the study found.
 An Optuna study over the family of `ImprovedNet` (the seed's net and the improved net are two of
 its points) and the recipe's main knobs. Each trial trains one net for Search.epochs on the
 training split less Search.val_split held-out images, and is scored on those: the test set is
-never read. A trial in the worst third at an epoch (from the third on) is stopped there
+never read. A trial in the worst third at an epoch (from the second on) is stopped there
 (pruned). The last 3x3 layer takes whatever width the budget leaves, so every net spends the
 budget whole.
 
@@ -247,7 +247,8 @@ def open_study(search: Search) -> optuna.Study:
             study_name=search.study_name,
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=None, constant_liar=True),
-            # From epoch 3 on, stop a trial in the worst third of those that reached that epoch.
+            # From epoch 2 on (n_warmup_steps: the first step it may prune at), stop a trial in the
+            # worst third of those that reached that epoch.
             pruner=optuna.pruners.PercentilePruner(33.0, n_startup_trials=6, n_warmup_steps=2),
             load_if_exists=True,
         )

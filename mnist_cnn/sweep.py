@@ -36,6 +36,7 @@ from .model import build_model, count_parameters
 from .train import fit, parse_args
 
 CLUSTERS = ("local", "slurm")
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # a week: a run on this machine is never cut short by submitit
 
 
 def job_threads(jobs: int, threads: int | None) -> int | None:
@@ -107,7 +108,10 @@ def executor(engine: Engine) -> Any:
         raise MnistCnnError('sweeps run through submitit: pip install "mnist-cnn[sweep]"') from None
     folder = engine.folder / "jobs" / "%j"
     if engine.cluster == "local":
-        return submitit.LocalExecutor(folder=folder)
+        local = submitit.LocalExecutor(folder=folder)
+        # submitit's local jobs time out after 2 minutes unless told otherwise: a run takes hours.
+        local.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+        return local
     slurm = submitit.AutoExecutor(folder=folder, cluster="slurm")
     slurm.update_parameters(**{f"slurm_{key}": value for key, value in engine.slurm.items()})
     return slurm

@@ -16,9 +16,11 @@ import pytest
 
 from mnist_cnn import MnistCnnError, TrainConfig
 from mnist_cnn.sweep import (
+    Engine,
     Results,
     add_sweep_flags,
     engine_from_args,
+    executor,
     job_threads,
     recipe_changes,
     recipe_config,
@@ -146,3 +148,9 @@ def test_slurm_parameters_are_key_value_pairs():
     assert engine.slurm == {"partition": "cpu", "time": "60"} and engine.folder == Path("runs/sweeps/x")
     with pytest.raises(MnistCnnError, match="--slurm takes KEY=VALUE"):
         engine_from_args(parser.parse_args(["--slurm", "partition"]), "x")
+
+
+def test_a_local_run_is_not_cut_short_by_submitits_timeout(tmp_path):
+    # submitit's local jobs time out after 2 minutes by default: a 40-epoch run was killed.
+    local = executor(Engine(tmp_path, jobs=2))
+    assert local.parameters["timeout_min"] >= 24 * 60
