@@ -323,7 +323,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return {
         "number": trial.number,
         "state": trial.state.name.lower(),
-        "val_accuracy": trial.value if trial.value is not None else None,
+        "val_accuracy": trial.value,
         "epochs": len(trial.intermediate_values),
         "last_val_accuracy": trial.intermediate_values[max(trial.intermediate_values)]
         if trial.intermediate_values
