@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cli import ArgumentParser, add_data_arguments, exit_on_error
 from .data import load_splits, resolve_data_dir
-from .device import select_device, usable_cores
+from .device import select_device
 from .errors import MnistCnnError
 from .files import write_atomic
 from .study import (
@@ -30,6 +30,7 @@ from .study import (
     work,
     work_in_processes,
 )
+from .sweep import job_threads
 
 if TYPE_CHECKING:
     import optuna
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise MnistCnnError(f"{flag} must be at least {least}, got {value}")
     output_dir = args.output_dir or Path("runs") / f"search-{args.max_params}"
     output_dir.mkdir(parents=True, exist_ok=True)
-    threads = args.threads or (max(1, usable_cores() // args.jobs) if args.jobs > 1 else None)
+    threads = job_threads(args.jobs, args.threads)
     search = Search(
         max_params=args.max_params,
         trials=args.trials,
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cache=args.cache,
     )
     study = open_study(search)
-    if args.trials > finished(study):
+    done = finished(study)
+    if args.trials > done:
         # The data, once, before any trial: a missing file is one line, not one per process.
         load_splits(
             resolve_data_dir(search.data_dir),
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             search.val_split,
         )
         print(
-            f"study {search.study_name} in {search.storage}: {finished(study)} of {search.trials} trials "
+            f"study {search.study_name} in {search.storage}: {done} of {search.trials} trials "
             f"finished; {args.jobs} at a time, {threads or 'auto'} thread(s) each",
             flush=True,
         )
