@@ -21,6 +21,7 @@ from .files import write_atomic
 from .study import (
     BUDGET,
     Search,
+    check_protocol,
     confirm,
     finished,
     frontier_figure,
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     study = open_study(search)
     done = finished(study)
     if args.trials > done:
+        check_protocol(study, search)
         # The data, once, before any trial: a missing file is one line, not one per process.
         load_splits(
             resolve_data_dir(search.data_dir),

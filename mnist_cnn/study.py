@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
 import statistics
 import sys
 import warnings
@@ -224,8 +225,11 @@ def open_study(search: Search) -> optuna.Study:
     """The study in search.storage, made when it is not there yet (with the known points queued
     as its first trials). A trial whose process stops beating for search.grace_seconds is marked
     failed and queued again."""
-    import optuna
-    from optuna.storages import RDBStorage
+    try:
+        import optuna
+        from optuna.storages import RDBStorage
+    except ImportError:
+        raise MnistCnnError('the search needs Optuna: pip install "mnist-cnn[search]"') from None
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's error is said once, below
     with warnings.catch_warnings():  # heartbeats, a liar for parallel trials: "experimental" in optuna
@@ -259,6 +263,27 @@ def open_study(search: Search) -> optuna.Study:
     return study
 
 
+# What a trial's score depends on besides its point: every trial of a study runs with the study's.
+PROTOCOL: dict[str, str] = {
+    "max_params": "--max-params",
+    "epochs": "--epochs",
+    "val_split": "--val-split",
+    "seed": "--seed",
+}
+
+
+def check_protocol(study: optuna.Study, search: Search) -> None:
+    """Refuse to add trials to a study made with another protocol: their scores would not compare
+    with its trials'. (Reporting on it, or confirming its best net, is fine.)"""
+    made = study.user_attrs.get("search", {})
+    for field, flag in PROTOCOL.items():
+        if field in made and made[field] != getattr(search, field):
+            raise MnistCnnError(
+                f"study {search.study_name} in {search.storage} was made with {flag} {made[field]}, not "
+                f"{getattr(search, field)}: go on with {flag} {made[field]}, or give another --study-name"
+            )
+
+
 FINISHED = ("COMPLETE", "PRUNED")
 
 
@@ -275,6 +300,7 @@ def work(search: Search) -> None:
     study = open_study(search)
     if finished(study) >= search.trials:
         return
+    check_protocol(study, search)
     states = tuple(getattr(optuna.trial.TrialState, name) for name in FINISHED)
     study.optimize(
         lambda trial: objective(trial, search),
@@ -309,9 +335,15 @@ def work_in_processes(search: Search, jobs: int) -> None:
         for process in processes:
             process.join()
         raise
-    codes = [process.exitcode for process in processes]
-    if any(codes):
-        raise MnistCnnError(f"a search process failed (exit status {max(c or 0 for c in codes)}); see above")
+    # This process may not hear a Ctrl-C that its workers do (a shell starts a background command
+    # with SIGINT ignored; training catches it): workers ended by SIGINT or SIGTERM (128 + the
+    # signal) mean the search was interrupted, not that it failed.
+    failed = [code for code in (process.exitcode for process in processes) if code]
+    interrupts = {128 + signal.SIGINT, 128 + signal.SIGTERM}
+    if failed and set(failed) <= interrupts:
+        raise TrainingInterrupted("the running trials are lost; the same command goes on", max(failed) - 128)
+    if failed:
+        raise MnistCnnError(f"a search process failed (exit status {max(failed)}); see above")
 
 
 # ---------------------------------------------------------------------------------------------

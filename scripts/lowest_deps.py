@@ -4,7 +4,7 @@ the everyday tests there: the lower bounds are versions that were tested, not gu
     python scripts/lowest_deps.py                 # prints the versions, then pytest's summary
     python scripts/lowest_deps.py --keep DIR      # keep the environment in DIR
 
-Every `name>=X` of the dependencies and of the plots, export and serve extras is installed as
+Every `name>=X` of the dependencies and of the plots, export, serve and search extras is installed as
 `name==X` (with torch's own CUDA libraries, as pip gets torch); the test tools (pytest,
 hypothesis, httpx) at whatever pip picks. Then the package itself, without its dependencies,
 and `pytest -m "not slow"`. Takes a few minutes and a few GB of downloads; needs Python 3.11
@@ -23,7 +23,7 @@ from pathlib import Path
 import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-EXTRAS = ("plots", "export", "serve")
+EXTRAS = ("plots", "export", "serve", "search")
 TEST_TOOLS = ("pytest", "hypothesis", "httpx==0.27.2")  # the lowest FastAPI's TestClient needs httpx < 0.28
 
 

@@ -3,6 +3,7 @@ nets, trials are pruned and scored on the validation split only, and a stopped s
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -179,6 +180,22 @@ def test_bad_flags_are_one_line(flags, needle, held_out_only, tmp_path, capfd):
     assert_one_line_error(result, needle)
 
 
+def test_a_study_goes_on_only_with_its_own_protocol(held_out_only, tmp_path, capfd):
+    out = tmp_path / "study"
+    assert run_main(SEARCH, search_args(held_out_only, out, 1), capfd).returncode == 0
+    longer = run_main(SEARCH, search_args(held_out_only, out, 2, "--epochs", "2"), capfd)
+    assert_one_line_error(longer, "was made with --epochs 1, not 2")
+    assert len(states(out)) == 2  # the first trial, and the second point still queued: none ran
+    report = run_main(SEARCH, search_args(held_out_only, out, 0, "--epochs", "2"), capfd)
+    assert report.returncode == 0, report.stderr  # reporting (or confirming at 2 epochs) is fine
+
+
+def test_without_optuna_the_search_says_what_to_install(monkeypatch, tmp_path, capfd):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails, as where it is not installed
+    result = run_main(SEARCH, ["--trials", "0", "--output-dir", str(tmp_path / "out")], capfd)
+    assert_one_line_error(result, 'pip install "mnist-cnn[search]"')
+
+
 def test_missing_data_is_one_line_before_any_trial(tmp_path, capfd):
     result = run_main(SEARCH, search_args(tmp_path / "nothing", tmp_path / "out", 1), capfd)
     assert_one_line_error(result, "nothing")
@@ -216,18 +233,57 @@ def test_two_processes_work_on_one_study(held_out_only, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("in_background", [False, True])
+def test_ctrl_c_stops_a_parallel_search_with_one_line(held_out_only, tmp_path, in_background):
+    out = tmp_path / "study"
+    command = [
+        sys.executable,
+        "-m",
+        SEARCH,
+        *search_args(held_out_only, out, 40, "--jobs", "2", "--epochs", "10000"),
+    ]
+    # A shell starts a background command (`&`) with SIGINT ignored: then only the workers, whose
+    # training catches it, hear a Ctrl-C, and the command learns of it from their exit statuses.
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if in_background else None
+    search = subprocess.Popen(
+        command,
+        env={**os.environ, **NO_NETWORK},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches it and its workers
+        preexec_fn=ignore_sigint,
+    )
+    deadline = time.monotonic() + 120
+    while [state for _, state in states(out)].count("RUNNING") < 2:
+        assert time.monotonic() < deadline and search.poll() is None, search.communicate()
+        time.sleep(0.5)
+    os.killpg(search.pid, signal.SIGINT)
+    _, err = search.communicate(timeout=120)
+    assert search.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted"), err
+    assert "failed" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
 def test_a_trial_whose_process_died_is_tried_again(held_out_only, tmp_path):
     storage = tmp_path / "study.db"
 
-    def work(trials: int, epochs: int) -> subprocess.Popen:
-        search = (
+    def search(trials: int, epochs: int) -> str:
+        return (
             f"Search(trials={trials}, epochs={epochs}, val_split=128, threads=1, storage={str(storage)!r}, "
             f"study_name='s', data_dir={str(held_out_only)!r}, heartbeat_seconds=1, grace_seconds=3)"
         )
-        code = f"from mnist_cnn.study import Search, open_study, work; open_study({search}); work({search})"
+
+    def run(code: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **NO_NETWORK})
 
-    dying = work(trials=1, epochs=10_000)  # its first trial would take hours
+    # A study of 1-epoch trials, whose first trial takes hours: work() would refuse the other
+    # --epochs, so this process runs its trial through objective() itself.
+    dying = run(
+        "from mnist_cnn.study import Search, objective, open_study; "
+        f"open_study({search(2, 1)}); long = {search(1, 10_000)}; "
+        "open_study(long).optimize(lambda trial: objective(trial, long), n_trials=1)"
+    )
     deadline = time.monotonic() + 120
     while not (storage.exists() and (0, "RUNNING") in states_of(storage)):
         assert time.monotonic() < deadline and dying.poll() is None
@@ -237,7 +293,7 @@ def test_a_trial_whose_process_died_is_tried_again(held_out_only, tmp_path):
     dying.wait()
     time.sleep(4)  # past the grace period
 
-    assert work(trials=2, epochs=1).wait(timeout=600) == 0
+    assert run(f"from mnist_cnn.study import Search, work; work({search(2, 1)})").wait(timeout=600) == 0
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{storage}")
     first, *others = study.trials
     assert first.state == optuna.trial.TrialState.FAIL

@@ -151,6 +151,7 @@ def test_slurm_parameters_are_key_value_pairs():
 
 
 def test_a_local_run_is_not_cut_short_by_submitits_timeout(tmp_path):
+    pytest.importorskip("submitit", reason="sweeps need submitit: pip install 'mnist-cnn[sweep]'")
     # submitit's local jobs time out after 2 minutes by default: a 40-epoch run was killed.
     local = executor(Engine(tmp_path, jobs=2))
     assert local.parameters["timeout_min"] >= 24 * 60
