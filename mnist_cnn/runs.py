@@ -389,6 +389,9 @@ def output_folder(run: Run, saved: SavedRun | None, overwrite: bool = False) -> 
     return output_dir
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what asks training to stop, saving the run
+
+
 @contextlib.contextmanager
 def stop_signals() -> Iterator[Callable[[], int | None]]:
     """While training, SIGINT (Ctrl-C) and SIGTERM ask it to stop at the next check (every
@@ -405,7 +408,7 @@ def stop_signals() -> Iterator[Callable[[], int | None]]:
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield lambda: received[0] if received else None
     finally:

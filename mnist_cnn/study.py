@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import signal
 import statistics
 import sys
 import warnings
@@ -32,6 +31,7 @@ from .config import TrainConfig
 from .errors import MnistCnnError, TrainingDiverged, TrainingInterrupted, first_line
 from .files import write_atomic
 from .model import ImprovedNet, count_parameters
+from .runs import STOP_SIGNALS
 from .train import fit
 
 if TYPE_CHECKING:
@@ -336,10 +336,10 @@ def work_in_processes(search: Search, jobs: int) -> None:
             process.join()
         raise
     # This process may not hear a Ctrl-C that its workers do (a shell starts a background command
-    # with SIGINT ignored; training catches it): workers ended by SIGINT or SIGTERM (128 + the
-    # signal) mean the search was interrupted, not that it failed.
+    # with SIGINT ignored; training catches it): workers ended by a signal that stops training
+    # (128 + the signal) mean the search was interrupted, not that it failed.
     failed = [code for code in (process.exitcode for process in processes) if code]
-    interrupts = {128 + signal.SIGINT, 128 + signal.SIGTERM}
+    interrupts = {128 + s for s in STOP_SIGNALS}
     if failed and set(failed) <= interrupts:
         raise TrainingInterrupted("the running trials are lost; the same command goes on", max(failed) - 128)
     if failed:
