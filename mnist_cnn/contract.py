@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .server import UPLOAD_FORMATS  # server.py imports this module only when it makes an app
+from .preprocess import UPLOAD_FORMATS
 
 
 class Guess(BaseModel):

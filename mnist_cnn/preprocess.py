@@ -34,6 +34,9 @@ INK_THRESHOLD = 0.2  # of the darkest-to-lightest range: fainter pixels are pape
 MIN_STROKE = 1.5  # thinner strokes are thickened ...
 TARGET_STROKE = 2.0  # ... to this
 IMAGE_SUFFIXES = {suffix for suffix, _ in Image.registered_extensions().items()}
+# The decoders an upload to the server may reach (load_digit's formats): the common ones, where
+# Pillow's rarer decoders are less tried against hostile files.
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 
 
 def load_image(

@@ -40,7 +40,7 @@ from .data import DATASETS
 from .errors import MnistCnnError, first_line, moved
 from .inference import notes_on, predict_digits
 from .model import count_parameters
-from .preprocess import load_digit, to_pixels
+from .preprocess import UPLOAD_FORMATS, load_digit, to_pixels
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -53,7 +53,6 @@ STATIC = Path(__file__).with_name("static")  # the drawing page and /docs: HTML,
 MAX_UPLOAD_MB = 5.0
 REQUEST_TIMEOUT = 10.0  # seconds for a request to arrive whole, from its connection or last answer
 MAX_PIXELS = 25_000_000  # a 24 Mpixel camera's photo fits; more is refused before it is decoded
-UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")  # the decoders uploads may reach
 RAW_TYPES = {"", "application/octet-stream"}  # besides image/*: a body that is the image's bytes
 
 # Scripts, styles and pictures from the server itself only (the page needs no other site), and

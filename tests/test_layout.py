@@ -54,7 +54,8 @@ def test_no_command_imports_another_command():
 
 
 def test_the_modules_import_each_other_in_no_cycle():
-    graph = {m: package_imports(PACKAGE / f"{m}.py", top_level_only=True) & set(MODULES) for m in MODULES}
+    # Imports inside functions count too: a module imported late is still one this module needs.
+    graph = {m: package_imports(PACKAGE / f"{m}.py", top_level_only=False) & set(MODULES) for m in MODULES}
     done: set[str] = set()
 
     def visit(module: str, path: list[str]) -> None:
