@@ -13,10 +13,12 @@ run by run. scripts/accuracy.py and scripts/ablation.py are built on it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -29,10 +31,11 @@ import torch
 
 from .config import TrainConfig
 from .device import usable_cores
-from .errors import MnistCnnError, first_line
+from .errors import MnistCnnError, TrainingInterrupted, first_line
 from .machine import cpu_model
 from .metrics import evaluated_split
 from .model import build_model, count_parameters
+from .runs import stop_signals
 from .train import fit, parse_args
 
 CLUSTERS = ("local", "slurm")
@@ -117,6 +120,17 @@ def executor(engine: Engine) -> Any:
     return slurm
 
 
+def stop_job(job: Any, engine: Engine) -> None:
+    """Stop a run under way. A local job's id is its submitit controller's pid: SIGTERM, which
+    the controller passes on to the run (training stops at its next check), where submitit's own
+    cancel (SIGINT) would make the controller print a traceback. A cluster's, as the cluster does."""
+    if engine.cluster != "local":
+        job.cancel(check=False)
+        return
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        os.kill(int(job.job_id), signal.SIGTERM)
+
+
 def train_all(configs: list[TrainConfig], engine: Engine) -> Iterator[list[dict]]:
     """Each config's history, in order, as soon as it and those before it are done. Runs already
     in engine.results are not trained again; each new one is added to it when it ends."""
@@ -131,26 +145,36 @@ def train_all(configs: list[TrainConfig], engine: Engine) -> Iterator[list[dict]
     running: dict[int, Any] = {}  # a config's index -> its submitit job
     limit = engine.jobs if engine.cluster == "local" else len(todo)
     done = 0
-    while done < len(configs):
-        while todo and len(running) < limit:
-            i = todo.pop(0)
-            running[i] = submit.submit(fit, configs[i])
-        for i, job in list(running.items()):
-            if job.done():
-                del running[i]
-                try:
-                    results.add(configs[i], job.result())
-                except Exception as error:  # submitit's error carries the run's own traceback
-                    for other in running.values():
-                        other.cancel()
-                    raise MnistCnnError(
-                        f"run {i + 1} of the sweep failed ({first_line(error)}); its log: {job.paths.stderr}"
-                    ) from None
-        while done < len(configs) and (history := results.get(configs[done])) is not None:
-            yield history
-            done += 1
-        if done < len(configs):
-            time.sleep(0.2)
+    # The runs under way stop with the sweep, however it stops: only this process writes their
+    # results down, so a run left going would train for nothing (and take a core from the next).
+    with stop_signals() as stop:
+        try:
+            while done < len(configs):
+                if signal_number := stop():  # Ctrl-C, or SIGTERM from a scheduler or kill
+                    raise TrainingInterrupted(
+                        "the runs under way are stopped; the same command trains those not finished",
+                        signal_number,
+                    )
+                while todo and len(running) < limit:
+                    i = todo.pop(0)
+                    running[i] = submit.submit(fit, configs[i])
+                for i, job in list(running.items()):
+                    if job.done():
+                        del running[i]
+                        try:
+                            results.add(configs[i], job.result())
+                        except Exception as error:  # submitit's error carries the run's own traceback
+                            raise MnistCnnError(
+                                f"run {i + 1} of the sweep failed ({first_line(error)}); its log: {job.paths.stderr}"
+                            ) from None
+                while done < len(configs) and (history := results.get(configs[done])) is not None:
+                    yield history
+                    done += 1
+                if done < len(configs):
+                    time.sleep(0.2)
+        finally:
+            for job in running.values():
+                stop_job(job, engine)
 
 
 def with_threads(configs: list[TrainConfig], jobs: int, threads: int | None) -> list[TrainConfig]:

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 
 from mnist_cnn import TrainConfig, build_model, count_parameters
+from mnist_cnn.cli import exit_on_error
 from mnist_cnn.config import IMPROVED_V1, recipe
 from mnist_cnn.machine import caption, describe_machine
 from mnist_cnn.sweep import add_sweep_flags, engine_from_args, run_rows, sweep_caption
@@ -55,7 +56,8 @@ def final_cells(row: dict | None) -> str:
     return f"{100 * statistics.mean(final):.2f}% / {100 * min(final):.2f}%"
 
 
-def main() -> None:
+@exit_on_error  # a failed or stopped run is one line, as the commands say it
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR, else ./data)")
     p.add_argument("--epochs", type=int, help="train every row this many epochs (default: each row's own)")
@@ -70,7 +72,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     add_sweep_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     if args.rows and not all(1 <= i <= len(STEPS) for i in args.rows):
         p.error(f"--rows: the rows are 1 to {len(STEPS)}")

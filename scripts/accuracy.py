@@ -20,6 +20,7 @@ import json
 import statistics
 import time
 
+from mnist_cnn.cli import exit_on_error
 from mnist_cnn.config import flag
 from mnist_cnn.errors import MnistCnnError
 from mnist_cnn.machine import caption, describe_machine
@@ -33,7 +34,8 @@ from mnist_cnn.sweep import (
 )
 
 
-def main() -> None:
+@exit_on_error  # a failed or stopped run is one line, as the commands say it
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         epilog="Every other flag is mnist_cnn.train's (--model, --dataset, --data-dir, --epochs, "
@@ -43,7 +45,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     add_sweep_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write every accuracy as JSON")
-    args, train_flags = p.parse_known_args()
+    args, train_flags = p.parse_known_args(argv)
     try:
         config = recipe_config(train_flags)
     except MnistCnnError as error:

@@ -122,6 +122,52 @@ def test_an_interrupted_sweep_run_again_trains_only_what_it_had_not_finished(mni
     assert json.loads((tmp_path / "again.json").read_text())["accuracy"] == whole["accuracy"]
 
 
+def processes_naming(text: str) -> list[int]:
+    """The processes whose command line holds text."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:  # it ended while we looked
+            pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the sweep's processes through /proc (Linux)")
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_sweep_stops_the_runs_under_way(mnist_dir, tmp_path, signal_number):
+    folder = tmp_path / "sweep"
+    command = [sys.executable, str(SCRIPTS / "accuracy.py"), "--seeds", "1", "2", "--epochs", "100"]
+    command += ["--data-dir", str(mnist_dir), "--threads", "1", "--jobs", "2", "--sweep-dir", str(folder)]
+    # Its own session: the signal goes to the sweep alone, as from kill or a scheduler, not to
+    # its runs as a terminal's Ctrl-C would.
+    sweep = subprocess.Popen(
+        command, env={**os.environ, **NO_NETWORK}, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(processes_naming(str(folder / "jobs"))) < 4:  # two runs: submitit's controller, the run
+            assert sweep.poll() is None and time.monotonic() < deadline, "the runs never started"
+            time.sleep(0.2)
+        time.sleep(2)  # into their training
+        sweep.send_signal(signal_number)
+        _, stderr = sweep.communicate(timeout=60)
+        assert sweep.returncode == 128 + signal_number, stderr
+        assert stderr.splitlines()[-1].startswith("interrupted: the runs under way are stopped")
+        assert "Traceback" not in stderr, stderr
+        deadline = time.monotonic() + 30
+        while left := processes_naming(str(folder / "jobs")):
+            assert time.monotonic() < deadline, f"runs left going: {left}"
+            time.sleep(0.2)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+        for pid in processes_naming(str(folder / "jobs")):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_the_results_file_keeps_whole_lines_and_skips_a_cut_one(tmp_path):
     config = TrainConfig(epochs=1, seed=3)
     results = Results(tmp_path / "results.jsonl")
