@@ -24,9 +24,11 @@ from .study import (
     check_protocol,
     confirm,
     finished,
+    fixed_knobs,
     frontier_figure,
     open_study,
     point_config,
+    protocol_value,
     summarize,
     work,
     work_in_processes,
@@ -73,6 +75,8 @@ def report(study: optuna.Study, output_dir: Path, top: int) -> dict[str, Any]:
         f"{counts['fail']} failed; {summary['trial_epochs']} trial-epochs, "
         f"{summary['train_seconds'] / 60:.1f} minutes of training"
     )
+    if fixed := summary["search"].get("fixed"):
+        print(f"fixed: {protocol_value('fixed', fixed)}")
     for row in summary["best"]:
         print("  " + describe_trial(row))
     if summary["importances"]:
@@ -136,6 +140,13 @@ def parser() -> ArgumentParser:
     )
     p.add_argument("--study-name", metavar="NAME", help="default: max-params-<N>")
     p.add_argument(
+        "--fix",
+        nargs="+",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="hold knobs of the space at one value, e.g. --fix separable=on augment=off",
+    )
+    p.add_argument(
         "--confirm",
         type=int,
         nargs="+",
@@ -163,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         epochs=args.epochs,
         val_split=args.val_split,
         seed=args.seed,
+        fixed=fixed_knobs(args.fix),
         storage=args.storage or str(output_dir / "study.db"),
         study_name=args.study_name or f"max-params-{args.max_params}",
         threads=threads,

@@ -18,6 +18,7 @@ here, and only when a study is opened.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import statistics
@@ -40,12 +41,16 @@ if TYPE_CHECKING:
 
 BUDGET = 9032  # the seed net's parameters: the budget the exercise sets
 WIDEST = 128  # the last 3x3 layer's width at most, however much budget is left
+# How much wider a separable net's layers may be drawn: a separable 3x3 convolution of c channels
+# to c costs 9c + c^2 parameters, against 9c^2, so at the widths here (c of 16 to 40) the same
+# parameters pay for about 2.5 times the channels.
+SEPARABLE_WIDTH = 2.5
 
 # What each of the space's knobs is (the docs' table of the space is made from suggest's draws).
 KNOBS: dict[str, str] = {
+    "separable": "depthwise-separable 3x3 convolutions after the first (their widths' ranges are wider)",
     "batchnorm": "BatchNorm after every 3x3 convolution",
     "padding": "padding=1 in the two full-resolution convolutions",
-    "separable": "depthwise-separable 3x3 convolutions after the first",
     "dropout": "Dropout after each pooling",
     "w1": "the first convolution's channels",
     "w2": "the second's",
@@ -96,6 +101,7 @@ class Search:
     epochs: int = 7  # each trial's: restart cycles of 1, 2 and 4 epochs
     val_split: int = 5000
     seed: int = 1  # every trial's training seed: the nets differ, not the draw
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)  # knobs held at one value (--fix)
     storage: str = ""
     study_name: str = ""
     threads: int | None = None
@@ -146,12 +152,14 @@ def last_width(model_args: dict[str, Any], max_params: int) -> int:
 def suggest(trial: optuna.trial.BaseTrial, search: Search) -> TrainConfig | None:
     """The trial's net and recipe, from the space; None when the widths it drew leave no room in
     the budget for the last layer."""
+    separable = trial.suggest_categorical("separable", [False, True])
     scale = (search.max_params / BUDGET) ** 0.5  # widths grow as the square root of parameters
+    scale *= SEPARABLE_WIDTH if separable else 1
     low, high = max(2, round(4 * scale)), max(4, round(16 * scale))
     model_args: dict[str, Any] = {
         "batchnorm": trial.suggest_categorical("batchnorm", [True, False]),
         "padding": trial.suggest_categorical("padding", [True, False]),
-        "separable": trial.suggest_categorical("separable", [False, True]),
+        "separable": separable,
         "dropout": trial.suggest_float("dropout", 0.0, 0.15, step=0.05),
         "widths": (
             trial.suggest_int("w1", low, high),
@@ -246,11 +254,14 @@ def open_study(search: Search) -> optuna.Study:
                 f"cannot open the study's storage {search.storage}: {first_line(error)}"
             ) from None
         names = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=None, constant_liar=True)
+        if search.fixed:
+            sampler = optuna.samplers.PartialFixedSampler(search.fixed, sampler)
         study = optuna.create_study(
             storage=storage,
             study_name=search.study_name,
             direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=None, constant_liar=True),
+            sampler=sampler,
             # From epoch 2 on (n_warmup_steps: the first step it may prune at), stop a trial in the
             # worst third of those that reached that epoch.
             pruner=optuna.pruners.PercentilePruner(33.0, n_startup_trials=6, n_warmup_steps=2),
@@ -259,7 +270,8 @@ def open_study(search: Search) -> optuna.Study:
         if search.study_name not in names:
             study.set_user_attr("search", asdict(search))
             for point in KNOWN_POINTS.values():
-                study.enqueue_trial(point, skip_if_exists=True)
+                if all(point[knob] == value for knob, value in search.fixed.items()):
+                    study.enqueue_trial(point, skip_if_exists=True)
     return study
 
 
@@ -269,18 +281,45 @@ PROTOCOL: dict[str, str] = {
     "epochs": "--epochs",
     "val_split": "--val-split",
     "seed": "--seed",
+    "fixed": "--fix",
 }
+
+
+def fixed_knobs(texts: list[str]) -> dict[str, Any]:
+    """--fix's KNOB=VALUE texts as knobs and values of the knob's type: on/off (or true/false) for
+    a switch, a number for the rest."""
+    fixed: dict[str, Any] = {}
+    for text in texts:
+        knob, _, value = text.partition("=")
+        if knob not in KNOWN_POINTS["improved"]:
+            raise MnistCnnError(f"--fix {text}: no knob {knob!r}; the knobs are {', '.join(KNOBS)}")
+        kind = type(KNOWN_POINTS["improved"][knob])  # the knob's values are of the known points' types
+        switch = {"on": True, "true": True, "off": False, "false": False}
+        try:
+            fixed[knob] = switch[value.lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
+            wanted = "on or off" if kind is bool else f"a{'n integer' if kind is int else ' number'}"
+            raise MnistCnnError(f"--fix {text}: {knob} takes {wanted}, as in --fix {knob}=...") from None
+    return fixed
+
+
+def protocol_value(field: str, value: Any) -> str:
+    """A protocol field's value as its flag is given: --fix's as KNOB=VALUE words."""
+    if field == "fixed":
+        return " ".join(f"{knob}={value}" for knob, value in value.items()) or "(nothing)"
+    return str(value)
 
 
 def check_protocol(study: optuna.Study, search: Search) -> None:
     """Refuse to add trials to a study made with another protocol: their scores would not compare
     with its trials'. (Reporting on it, or confirming its best net, is fine.)"""
-    made = study.user_attrs.get("search", {})
+    made = {"fixed": {}, **study.user_attrs.get("search", {})}  # studies made before --fix fixed nothing
     for field, flag in PROTOCOL.items():
         if field in made and made[field] != getattr(search, field):
+            then, now = protocol_value(field, made[field]), protocol_value(field, getattr(search, field))
             raise MnistCnnError(
-                f"study {search.study_name} in {search.storage} was made with {flag} {made[field]}, not "
-                f"{getattr(search, field)}: go on with {flag} {made[field]}, or give another --study-name"
+                f"study {search.study_name} in {search.storage} was made with {flag} {then}, not "
+                f"{now}: go on with {flag} {then}, or give another --study-name"
             )
 
 
@@ -369,10 +408,11 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def regions(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """What each half of the space gave, for each on/off knob: the finished trials with it on and
-    with it off, how many of those were pruned, and the complete ones' median and best score."""
+    """What each half of the space gave, for each on/off knob the trials drew (not one held at
+    a value): the finished trials with it on and with it off, how many of those were pruned, and the complete ones' median and best score."""
     halves: dict[str, dict[str, dict[str, Any]]] = {}
-    for knob in [k for k in KNOBS if any(isinstance(r["params"].get(k), bool) for r in rows)]:
+    drawn = [k for k in KNOBS if len({r["params"].get(k) for r in rows if k in r["params"]}) > 1]
+    for knob in [k for k in drawn if any(isinstance(r["params"].get(k), bool) for r in rows)]:
         for value in (True, False):
             group = [r for r in rows if r["params"].get(knob) is value and r["state"] != "fail"]
             scores = [r["val_accuracy"] for r in group if r["state"] == "complete"]
@@ -396,9 +436,17 @@ def summarize(study: optuna.Study, top: int = 10) -> dict[str, Any]:
     complete = sorted(
         (r for r in rows if r["state"] == "complete"), key=lambda r: r["val_accuracy"], reverse=True
     )
+    fixed = study.user_attrs.get("search", {}).get("fixed", {})
+    drawn = [
+        name
+        for name in optuna.search_space.intersection_search_space(
+            study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        )
+        if name not in fixed  # a knob held at one value sets no trial apart
+    ]
     try:
         importances = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=drawn
         )
     except (RuntimeError, ValueError):  # too few complete trials to say
         importances = {}

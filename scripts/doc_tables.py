@@ -20,6 +20,7 @@ import contextlib
 import io
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,25 +113,37 @@ def summary(model: str) -> Callable[[], str]:
 
 def search_space() -> str:
     """The knobs of `python -m mnist_cnn.search` and the values each may take, as suggest draws
-    them at the seed net's budget (the widths' ranges grow with the square root of the budget)."""
+    them at the seed net's budget (the widths' ranges grow with the square root of the budget,
+    and are wider for separable nets)."""
     import optuna
 
     from mnist_cnn.study import KNOBS, WIDEST, Search, suggest
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    suggest(trial, Search())
-    rows = ["| knob | what it is | values at 9,032 parameters |", "|---|---|---|"]
-    for name, drawn in trial.distributions.items():
+    def values(drawn: optuna.distributions.BaseDistribution) -> str:
         if isinstance(drawn, optuna.distributions.CategoricalDistribution):
-            values = " or ".join({True: "on", False: "off"}.get(c, str(c)) for c in drawn.choices)
-        else:
-            values = f"{drawn.low:g} to {drawn.high:g}"
-            if getattr(drawn, "log", False):
-                values += ", log-uniform"
-            elif drawn.step not in (None, 1):
-                values += f", in steps of {drawn.step:g}"
-        rows.append(f"| `{name}` | {KNOBS[name]} | {values} |")
+            return " or ".join({True: "on", False: "off"}.get(c, str(c)) for c in drawn.choices)
+        text = f"{drawn.low:g} to {drawn.high:g}"
+        if getattr(drawn, "log", False):
+            return text + ", log-uniform"
+        return text + (f", in steps of {drawn.step:g}" if drawn.step not in (None, 1) else "")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    drawn = {}
+    for separable in (False, True):
+        with warnings.catch_warnings():  # PartialFixedSampler is "experimental" in optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.PartialFixedSampler(
+                {"separable": separable}, optuna.samplers.RandomSampler(seed=0)
+            )
+        trial = optuna.create_study(sampler=sampler).ask()
+        suggest(trial, Search())
+        drawn[separable] = {name: values(d) for name, d in trial.distributions.items()}
+    rows = ["| knob | what it is | values at 9,032 parameters |", "|---|---|---|"]
+    for name, plain in drawn[False].items():
+        separable = drawn[True][name]
+        rows.append(
+            f"| `{name}` | {KNOBS[name]} | {plain}{'' if separable == plain else f' (separable: {separable})'} |"
+        )
     rows.append(
         f"| (`w5`) | the last 3x3 convolution's channels | what the parameter budget leaves, at most {WIDEST} |"
     )

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,21 @@ def test_separable_convolutions_buy_width():
     assert separable(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+def random_draws(seed: int, separable: bool) -> optuna.samplers.BaseSampler:
+    """Random points of the space, all separable or all not."""
+    with warnings.catch_warnings():  # PartialFixedSampler is "experimental" in optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.PartialFixedSampler(
+            {"separable": separable}, optuna.samplers.RandomSampler(seed=seed)
+        )
+
+
 @pytest.mark.parametrize("budget", [2000, 5000, BUDGET])
-def test_every_net_of_the_space_spends_the_budget_without_exceeding_it(budget):
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=budget))
+@pytest.mark.parametrize("separable", [False, True])
+def test_every_net_of_the_space_spends_the_budget_without_exceeding_it(budget, separable):
+    study = optuna.create_study(sampler=random_draws(seed=budget, separable=separable))
     made = 0
-    for _ in range(40):
+    for _ in range(60):
         config = suggest(study.ask(), Search(max_params=budget))
         if config is None:  # the first four layers alone overran the budget
             continue
@@ -68,6 +79,15 @@ def test_every_net_of_the_space_spends_the_budget_without_exceeding_it(budget):
         wider = {**args, "widths": (*args["widths"][:4], args["widths"][4] + 1)}
         assert args["widths"][4] == WIDEST or count_parameters(ImprovedNet(**wider)) > budget
     assert made >= 20
+
+
+@pytest.mark.parametrize("budget", [2000, 5000, BUDGET])
+def test_separable_nets_are_drawn_wide_enough_to_spend_the_budget(budget):
+    # With the plain nets' widths, a separable net's last layer hit its cap near 5,000 parameters.
+    study = optuna.create_study(sampler=random_draws(seed=0, separable=True))
+    drawn = [suggest(study.ask(), Search(max_params=budget)) for _ in range(60)]
+    used = sorted(count_parameters(ImprovedNet(**config.model_args)) for config in drawn if config)
+    assert used[len(used) // 2] >= 0.95 * budget
 
 
 def test_no_width_when_the_first_layers_overrun_the_budget():
@@ -126,7 +146,8 @@ def test_a_search_never_reads_the_test_set_and_goes_on_where_it_stopped(held_out
     assert [row["parameters"] for row in summary["trained"][:2]] == [8880, 9032]
     for knob, halves in summary["regions"].items():  # each on/off knob splits the trials in two
         assert halves["on"]["trials"] + halves["off"]["trials"] == 2, knob
-    assert set(summary["regions"]) == {"batchnorm", "padding", "separable", "augment"}
+    # Both points are plain nets: separable, at one value, splits nothing and is left out.
+    assert set(summary["regions"]) == {"batchnorm", "padding", "augment"}
     assert summary["trial_epochs"] == len(summary["trained"]) == 2  # one epoch each
     best = json.loads((out / "best.json").read_text())
     assert best["val_split"] == 128 and best["model"] == "improved"
@@ -188,6 +209,36 @@ def test_a_study_goes_on_only_with_its_own_protocol(held_out_only, tmp_path, cap
     assert len(states(out)) == 2  # the first trial, and the second point still queued: none ran
     report = run_main(SEARCH, search_args(held_out_only, out, 0, "--epochs", "2"), capfd)
     assert report.returncode == 0, report.stderr  # reporting (or confirming at 2 epochs) is fine
+
+
+def test_fixed_knobs_hold_in_every_trial_and_in_the_protocol(held_out_only, tmp_path, capfd):
+    out = tmp_path / "study"
+    fix = ["--fix", "separable=on", "augment=off"]
+    assert run_main(SEARCH, search_args(held_out_only, out, 2, *fix), capfd).returncode == 0
+    summary = json.loads((out / "summary.json").read_text())
+    study = optuna.load_study(study_name="max-params-9032", storage=f"sqlite:///{out / 'study.db'}")
+    params = [trial.params for trial in study.trials]
+    assert len(params) == 2  # the known points, neither separable, were not queued: both trials drew
+    assert all(p["separable"] is True and p["augment"] is False for p in params)
+    assert not {"separable", "augment"} & (set(summary["regions"]) | set(summary["importances"]))
+    unfixed = run_main(SEARCH, search_args(held_out_only, out, 3), capfd)
+    assert_one_line_error(unfixed, "was made with --fix separable=True augment=False, not (nothing)")
+    assert len(states(out)) == 2
+
+
+@pytest.mark.parametrize(
+    "fix, needle",
+    [
+        ("width=8", "--fix width=8: no knob 'width'; the knobs are"),
+        ("w1=wide", "--fix w1=wide: w1 takes an integer"),
+        ("lr=fast", "--fix lr=fast: lr takes a number"),
+        ("separable=maybe", "--fix separable=maybe: separable takes on or off"),
+    ],
+)
+def test_a_bad_fixed_knob_is_one_line(fix, needle, held_out_only, tmp_path, capfd):
+    result = run_main(SEARCH, search_args(held_out_only, tmp_path / "out", 1, "--fix", fix), capfd)
+    assert_one_line_error(result, needle)
+    assert states(tmp_path / "out") == []
 
 
 def test_without_optuna_the_search_says_what_to_install(monkeypatch, tmp_path, capfd):
