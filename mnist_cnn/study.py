@@ -229,6 +229,17 @@ def retry_stale_trials() -> dict[str, Any]:
         return {"failed_trial_callback": RetryFailedTrialCallback(max_retry=1)}
 
 
+def holding(fixed: dict[str, Any], sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+    """sampler, with the knobs of fixed held at their values (--fix)."""
+    import optuna
+
+    if not fixed:
+        return sampler
+    with warnings.catch_warnings():  # PartialFixedSampler is "experimental" in optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.PartialFixedSampler(fixed, sampler)
+
+
 def open_study(search: Search) -> optuna.Study:
     """The study in search.storage, made when it is not there yet (with the known points queued
     as its first trials). A trial whose process stops beating for search.grace_seconds is marked
@@ -254,9 +265,7 @@ def open_study(search: Search) -> optuna.Study:
                 f"cannot open the study's storage {search.storage}: {first_line(error)}"
             ) from None
         names = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=None, constant_liar=True)
-        if search.fixed:
-            sampler = optuna.samplers.PartialFixedSampler(search.fixed, sampler)
+        sampler = holding(search.fixed, optuna.samplers.TPESampler(seed=None, constant_liar=True))
         study = optuna.create_study(
             storage=storage,
             study_name=search.study_name,
@@ -285,18 +294,20 @@ PROTOCOL: dict[str, str] = {
 }
 
 
+SWITCH = {"on": True, "true": True, "off": False, "false": False}  # --fix's words for an on/off knob
+
+
 def fixed_knobs(texts: list[str]) -> dict[str, Any]:
     """--fix's KNOB=VALUE texts as knobs and values of the knob's type: on/off (or true/false) for
     a switch, a number for the rest."""
     fixed: dict[str, Any] = {}
     for text in texts:
         knob, _, value = text.partition("=")
-        if knob not in KNOWN_POINTS["improved"]:
+        if knob not in KNOBS:
             raise MnistCnnError(f"--fix {text}: no knob {knob!r}; the knobs are {', '.join(KNOBS)}")
         kind = type(KNOWN_POINTS["improved"][knob])  # the knob's values are of the known points' types
-        switch = {"on": True, "true": True, "off": False, "false": False}
         try:
-            fixed[knob] = switch[value.lower()] if kind is bool else kind(value)
+            fixed[knob] = SWITCH[value.lower()] if kind is bool else kind(value)
         except (KeyError, ValueError):
             wanted = "on or off" if kind is bool else f"a{'n integer' if kind is int else ' number'}"
             raise MnistCnnError(f"--fix {text}: {knob} takes {wanted}, as in --fix {knob}=...") from None
@@ -408,11 +419,13 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def regions(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """What each half of the space gave, for each on/off knob the trials drew (not one held at
-    a value): the finished trials with it on and with it off, how many of those were pruned, and the complete ones' median and best score."""
+    """What each half of the space gave, for each on/off knob the trials drew both ways (not one
+    held at a value): the finished trials with it on and with it off, how many of those were
+    pruned, and the complete ones' median and best score."""
     halves: dict[str, dict[str, dict[str, Any]]] = {}
-    drawn = [k for k in KNOBS if len({r["params"].get(k) for r in rows if k in r["params"]}) > 1]
-    for knob in [k for k in drawn if any(isinstance(r["params"].get(k), bool) for r in rows)]:
+    for knob in KNOBS:
+        if {r["params"][knob] for r in rows if knob in r["params"]} != {True, False}:
+            continue
         for value in (True, False):
             group = [r for r in rows if r["params"].get(knob) is value and r["state"] != "fail"]
             scores = [r["val_accuracy"] for r in group if r["state"] == "complete"]

@@ -20,7 +20,6 @@ import contextlib
 import io
 import re
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,7 +116,7 @@ def search_space() -> str:
     and are wider for separable nets)."""
     import optuna
 
-    from mnist_cnn.study import KNOBS, WIDEST, Search, suggest
+    from mnist_cnn.study import KNOBS, WIDEST, Search, holding, suggest
 
     def values(drawn: optuna.distributions.BaseDistribution) -> str:
         if isinstance(drawn, optuna.distributions.CategoricalDistribution):
@@ -130,11 +129,7 @@ def search_space() -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     drawn = {}
     for separable in (False, True):
-        with warnings.catch_warnings():  # PartialFixedSampler is "experimental" in optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.PartialFixedSampler(
-                {"separable": separable}, optuna.samplers.RandomSampler(seed=0)
-            )
+        sampler = holding({"separable": separable}, optuna.samplers.RandomSampler(seed=0))
         trial = optuna.create_study(sampler=sampler).ask()
         suggest(trial, Search())
         drawn[separable] = {name: values(d) for name, d in trial.distributions.items()}

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from mnist_cnn.study import (  # noqa: E402
     KNOWN_POINTS,
     WIDEST,
     Search,
+    holding,
     last_width,
     objective,
     suggest,
@@ -56,11 +56,7 @@ def test_separable_convolutions_buy_width():
 
 def random_draws(seed: int, separable: bool) -> optuna.samplers.BaseSampler:
     """Random points of the space, all separable or all not."""
-    with warnings.catch_warnings():  # PartialFixedSampler is "experimental" in optuna
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.PartialFixedSampler(
-            {"separable": separable}, optuna.samplers.RandomSampler(seed=seed)
-        )
+    return holding({"separable": separable}, optuna.samplers.RandomSampler(seed=seed))
 
 
 @pytest.mark.parametrize("budget", [2000, 5000, BUDGET])
