@@ -6,7 +6,7 @@ from .data import load_mnist
 from .errors import MnistCnnError
 from .loading import open_net
 from .model import MODELS, Net, build_model, count_parameters
-from .weights import ImprovedNetWeights, SeedNetWeights, improved_net, seed_net
+from .weights import ImprovedNetWeights, SeedNetWeights, improved_net, seed_net, separable_net
 
 __all__ = [
     "ImprovedNetWeights",
@@ -26,6 +26,7 @@ __all__ = [
     "open_net",
     "save_checkpoint",
     "seed_net",
+    "separable_net",
     "train_epoch",
 ]
 

@@ -20,6 +20,7 @@ from .errors import MnistCnnError
 from .files import write_atomic
 from .study import (
     BUDGET,
+    WIDTH_KNOBS,
     Search,
     check_protocol,
     confirm,
@@ -44,7 +45,7 @@ def describe_trial(row: dict[str, Any]) -> str:
     knobs = ", ".join(
         f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
         for k, v in row["params"].items()
-        if not k.startswith("w")
+        if k not in WIDTH_KNOBS  # shown together, with the fifth width, as widths
     )
     widths = "-".join(str(w) for w in row["model_args"]["widths"])
     return (

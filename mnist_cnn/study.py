@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import signal
 import statistics
 import sys
 import warnings
@@ -60,6 +61,7 @@ KNOBS: dict[str, str] = {
     "weight_decay": "L2 weight decay",
     "augment": "random rotation, shift and scale of the training images",
 }
+WIDTH_KNOBS = ("w1", "w2", "w3", "w4")  # the fifth width is what the parameter budget leaves
 
 # The two nets of the family the project trained before the search: each study tries them first.
 KNOWN_POINTS: dict[str, dict[str, Any]] = {
@@ -359,8 +361,17 @@ def work(search: Search) -> None:
     )
 
 
+def stop_now(signal_number: int, frame: object) -> None:
+    """A worker's handler for a stop signal outside training (fit installs its own while it trains)."""
+    raise TrainingInterrupted("stopped outside a trial's training", signal_number)
+
+
 def worker(search: Search) -> None:
     """A --jobs process: work, one line on stderr for an error (the parent says the rest)."""
+    # Heard from the start, not only once fit trains: a shell starts a background command with
+    # SIGINT ignored, and a signal before fit's handlers (while a trial loads its data) was lost.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, stop_now)
     try:
         work(search)
     except TrainingInterrupted as error:  # Ctrl-C: the parent says so, once

@@ -149,7 +149,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "search-space": search_space,
     "train-flags": train_flags,
     "weights": weights,
-    **{f"summary-{model}": summary(model) for model in ("seed", "improved")},
+    **{f"summary-{model}": summary(model) for model in ("seed", "improved", "separable")},
 }
 
 

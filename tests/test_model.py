@@ -77,8 +77,9 @@ def test_summary_does_not_disturb_the_random_stream():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_improved_net_stays_within_the_seed_budget_and_fully_convolutional():
-    net = build_model("improved")
+@pytest.mark.parametrize("name", ["improved", "separable"])
+def test_the_nets_for_the_budget_stay_within_it_and_are_fully_convolutional(name):
+    net = build_model(name)
     assert isinstance(net, ImprovedNet) and count_parameters(net) <= 9032
     assert not any(isinstance(m, nn.Linear) for m in net.modules())
     assert isinstance(net.features[-1], nn.AdaptiveAvgPool2d)

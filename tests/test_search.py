@@ -15,11 +15,14 @@ import torch
 
 optuna = pytest.importorskip("optuna", reason="the search needs optuna: pip install 'mnist-cnn[search]'")
 
-from mnist_cnn.model import ImprovedNet, Net, count_parameters  # noqa: E402
+from mnist_cnn.config import TrainConfig  # noqa: E402
+from mnist_cnn.model import ImprovedNet, Net, build_model, count_parameters  # noqa: E402
+from mnist_cnn.search import describe_trial  # noqa: E402
 from mnist_cnn.study import (  # noqa: E402
     BUDGET,
     KNOWN_POINTS,
     WIDEST,
+    WIDTH_KNOBS,
     Search,
     holding,
     last_width,
@@ -45,6 +48,31 @@ def test_the_known_nets_are_what_the_space_makes_of_their_points(name, parameter
     config = suggest(optuna.trial.FixedTrial(KNOWN_POINTS[name]), Search())
     assert count_parameters(ImprovedNet(**config.model_args)) == parameters
     assert config.val_split > 0  # scored on held-out training images, never the test set
+
+
+def test_the_separable_net_is_the_point_the_search_found():
+    # Trial 2 of the separable study (docs/search.md), with the improved net's weight decay, which
+    # stands in for the trial's lost one: --model separable is that point of the space, net and recipe.
+    point = {
+        **{"separable": True, "batchnorm": True, "padding": False, "dropout": 0.1},
+        **{"w1": 19, "w2": 39, "w3": 50, "w4": 47, "lr": 0.0336, "weight_decay": 2e-4, "augment": True},
+    }
+    config = suggest(optuna.trial.FixedTrial(point), Search(epochs=40))
+    named = TrainConfig(model="separable")
+    assert str(ImprovedNet(**config.model_args).features) == str(build_model("separable").features)
+    assert count_parameters(build_model("separable")) == 8982
+    recipe = ("epochs", "lr", "weight_decay", "augment", "schedule", "batch_size", "momentum")
+    assert [getattr(named, k) for k in recipe] == [getattr(config, k) for k in recipe]
+
+
+def test_a_trials_line_names_every_knob_it_drew():
+    # The report is where a trial's recipe is read back: it once left out weight_decay ("w...").
+    point = {**KNOWN_POINTS["improved"], "weight_decay": 3e-4}
+    config = suggest(optuna.trial.FixedTrial(point), Search())
+    row = {"number": 0, "val_accuracy": 0.99, "parameters": 8880, "params": point}
+    line = describe_trial({**row, "model_args": config.model_args})
+    assert "widths 8-8-16-16-30" in line and "weight_decay 0.0003" in line
+    assert all(f"{knob} " in line for knob in point.keys() - set(WIDTH_KNOBS))
 
 
 def test_separable_convolutions_buy_width():
@@ -309,6 +337,23 @@ def test_ctrl_c_stops_a_parallel_search_with_one_line(held_out_only, tmp_path, i
     assert search.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("interrupted"), err
     assert "failed" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_worker_hears_a_stop_signal_before_any_trial_trains(stop_signal):
+    # Started with SIGINT ignored, as a shell starts a background command, and stopped while no
+    # training (which has handlers of its own) runs: it must end as interrupted, not go on.
+    code = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "import mnist_cnn.study as study\n"
+        "study.work = lambda search: (print('working', flush=True), time.sleep(60))\n"
+        "study.worker(study.Search())\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "working\n"
+    process.send_signal(stop_signal)
+    assert process.wait(timeout=30) == 128 + stop_signal
 
 
 @pytest.mark.slow

@@ -21,10 +21,11 @@ from mnist_cnn import (
     build_model,
     improved_net,
     seed_net,
+    separable_net,
 )
 from mnist_cnn import weights as weights_module
 from mnist_cnn.data import load_mnist
-from mnist_cnn.model import ImprovedNet, count_parameters
+from mnist_cnn.model import ImprovedNet, SeparableNet, count_parameters
 from mnist_cnn.preprocess import to_mnist
 from mnist_cnn.train import evaluate_split
 from mnist_cnn.weights import get_weights
@@ -65,6 +66,9 @@ def test_builders_take_weights_the_torchvision_way():
         improved_net(weights="MNIST_V3")
     with pytest.raises(MnistCnnError, match="dropout"):
         improved_net(weights="DEFAULT", dropout=0.5)
+    assert isinstance(separable_net(), SeparableNet) and separable_net(dropout=0.0).training
+    with pytest.raises(MnistCnnError, match="no trained weights ship for the separable net"):
+        separable_net(weights="DEFAULT")
 
 
 def test_transforms_are_the_preprocessing_predict_uses(tmp_path):
